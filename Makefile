@@ -1,0 +1,27 @@
+# Everyday jobs. Each target creates/uses the local venv in .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint demo bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e ".[test,lint]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check flask_fitstiles tests example_app benchmarks
+	$(BIN)/ruff format --check flask_fitstiles tests example_app benchmarks
+	$(BIN)/mypy
+
+demo: $(STAMP)
+	$(BIN)/gunicorn -c example_app/gunicorn.conf.py "example_app:create_app()"
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

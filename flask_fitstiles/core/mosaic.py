@@ -1,0 +1,202 @@
+"""Placing images into one frame and the frame's global WCS.
+
+The frame is written row stripe after row stripe, so that preparing a mosaic
+never holds more than one stripe of it in memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from astropy.io import fits
+
+from ..errors import BadFitsError
+from .image import Image
+
+__all__ = ["frame_geometry", "mosaic_header", "write_frame"]
+
+# Keywords that describe the file layout of one HDU, not the assembled frame.
+_LAYOUT_KEYWORDS = ("BSCALE", "BZERO", "BLANK", "DATASEC", "DETSEC", "BIASSEC", "TRIMSEC")
+
+
+def frame_geometry(images: Sequence[Image]) -> tuple[tuple[int, int], tuple[int, int, int]]:
+    """Return the frame origin and shape, and set every image's geometry.
+
+    Parameters
+    ----------
+    images : sequence of Image
+        Images with their DETSEC; all must have the same number of channels.
+
+    Returns
+    -------
+    start : tuple[int, int]
+        Frame origin (y, x): the smallest DETSEC corner, 0-based.
+    shape : tuple[int, int, int]
+        Frame shape (channels, y, x).
+
+    Raises
+    ------
+    BadFitsError
+        If the images do not have the same number of channels.
+    """
+    nchannels = images[0].nchannels
+    if any(image.nchannels != nchannels for image in images):
+        raise BadFitsError(
+            "the mosaic's images do not all have the same number of channels",
+            ("query", "FIF"),
+        )
+    xs = [v for image in images for v in image.detsec[0:2]]
+    ys = [v for image in images for v in image.detsec[2:4]]
+    start = (min(ys) - 1, min(xs) - 1)
+    shape = (nchannels, max(ys) - start[0], max(xs) - start[1])
+    if shape[1] * shape[2] > 1 << 34:
+        raise BadFitsError("the mosaic frame is larger than 2^34 pixels", ("query", "FIF"))
+    for image in images:
+        image.compute_geometry(start, shape)
+    return start, shape
+
+
+def _place(image: Image, stripe: np.ndarray, r0: int, r1: int) -> None:
+    """Copy the part of ``image`` that falls in frame rows ``r0:r1`` into ``stripe``."""
+    (fx1, fx2, xstep), (fy1, fy2, ystep) = image.detsliceinfo
+    (dx1, dx2, _), (dy1, dy2, _) = image.datasliceinfo
+    lo, hi = image.frame_rows()
+    f0, f1 = max(r0, lo), min(r1, hi)
+    if f0 >= f1:
+        return
+    if ystep > 0:
+        d0 = dy1 - 1 + (f0 - (fy1 - 1))
+        rows = image.read_rows(d0, d0 + (f1 - f0), dx1 - 1, dx2)
+    else:
+        # Frame row f holds data row dy1 - 1 + (fy1 - 1 - f): read the span, flip it.
+        d0 = dy1 - 1 + (fy1 - 1 - (f1 - 1))
+        rows = image.read_rows(d0, d0 + (f1 - f0), dx1 - 1, dx2)[:, ::-1, :]
+    if xstep < 0:
+        rows = rows[:, :, ::-1]
+    c0 = min(fx1, fx2) - 1
+    stripe[:, f0 - r0 : f1 - r0, c0 : c0 + rows.shape[2]] = rows
+
+
+def write_frame(
+    images: Sequence[Image],
+    shape: tuple[int, int, int],
+    fd: int,
+    stripe_rows: int = 256,
+) -> None:
+    """Write the frame, channel-major float32, FITS row order, into an open file.
+
+    Pixels that no image covers are NaN (blank).
+
+    Parameters
+    ----------
+    images : sequence of Image
+        Images whose geometry was set by :func:`frame_geometry`.
+    shape : tuple[int, int, int]
+        Frame shape (channels, y, x).
+    fd : int
+        File descriptor open for writing; the file is written at offsets.
+    stripe_rows : int, optional
+        Number of frame rows assembled at once.
+    """
+    nchan, ny, nx = shape
+    for r0 in range(0, ny, stripe_rows):
+        r1 = min(ny, r0 + stripe_rows)
+        stripe = np.full((nchan, r1 - r0, nx), np.nan, dtype=np.float32)
+        for image in images:
+            _place(image, stripe, r0, r1)
+        for c in range(nchan):
+            os.pwrite(fd, memoryview(stripe[c]).cast("B"), ((c * ny + r0) * nx) * 4)
+
+
+def _cd_matrix(header: fits.Header) -> tuple[float, float, float, float]:
+    """Recover the CD matrix from the CD, PC + CDELT, PC00i00j or CROTA2 forms."""
+    if "CD1_1" in header or "CD2_2" in header:
+        return (
+            float(header.get("CD1_1", 0.0)),
+            float(header.get("CD1_2", 0.0)),
+            float(header.get("CD2_1", 0.0)),
+            float(header.get("CD2_2", 0.0)),
+        )
+    cdelt1 = float(header.get("CDELT1", 1.0))
+    cdelt2 = float(header.get("CDELT2", 1.0))
+    if "PC1_1" in header or "PC2_2" in header:
+        pc = (
+            header.get("PC1_1", 1.0),
+            header.get("PC1_2", 0.0),
+            header.get("PC2_1", 0.0),
+            header.get("PC2_2", 1.0),
+        )
+    elif "PC001001" in header or "PC002002" in header:
+        pc = (
+            header.get("PC001001", 1.0),
+            header.get("PC001002", 0.0),
+            header.get("PC002001", 0.0),
+            header.get("PC002002", 1.0),
+        )
+    elif "CROTA2" in header:
+        angle = math.radians(float(header["CROTA2"]))
+        cos, sin = math.cos(angle), math.sin(angle)
+        # The AIPS convention: rotate then scale.
+        return (cdelt1 * cos, -cdelt2 * sin, cdelt1 * sin, cdelt2 * cos)
+    else:
+        pc = (1.0, 0.0, 0.0, 1.0)
+    return (
+        cdelt1 * float(pc[0]),
+        cdelt1 * float(pc[1]),
+        cdelt2 * float(pc[2]),
+        cdelt2 * float(pc[3]),
+    )
+
+
+def mosaic_header(images: Sequence[Image], shape: tuple[int, int, int]) -> fits.Header:
+    """Return a header with a global WCS for the frame, from the first image's WCS.
+
+    Parameters
+    ----------
+    images : sequence of Image
+        Images whose geometry was set by :func:`frame_geometry`.
+    shape : tuple[int, int, int]
+        Frame shape (channels, y, x).
+
+    Returns
+    -------
+    header : astropy.io.fits.Header
+        The first image's header with CRPIX moved into the frame, the CD matrix
+        recovered and flipped with the axes, and obsolete WCS keywords removed.
+    """
+    image = images[0]
+    header = image.header.copy()
+    for key in _LAYOUT_KEYWORDS:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    header["BITPIX"] = -32
+    header["NAXIS"] = 3 if shape[0] > 1 else 2
+    header["NAXIS1"] = shape[2]
+    header["NAXIS2"] = shape[1]
+    if shape[0] > 1:
+        header["NAXIS3"] = shape[0]
+    else:
+        header.remove("NAXIS3", ignore_missing=True)
+    has_wcs = any(k in header for k in ("CTYPE1", "CRPIX1", "CD1_1", "CDELT1", "PC1_1"))
+    if not has_wcs:
+        return header
+    (fx1, _, xstep), (fy1, _, ystep) = image.detsliceinfo
+    (dx1, _, _), (dy1, _, _) = image.datasliceinfo
+    crpix1 = float(header.get("CRPIX1", 1.0))
+    crpix2 = float(header.get("CRPIX2", 1.0))
+    header["CRPIX1"] = fx1 + xstep * (crpix1 - dx1)
+    header["CRPIX2"] = fy1 + ystep * (crpix2 - dy1)
+    cd11, cd12, cd21, cd22 = _cd_matrix(header)
+    for key in list(header.keys()):
+        if key.startswith(("CDELT", "CROTA")) or (
+            key.startswith("PC") and key[2:].replace("_", "").isdigit()
+        ):
+            header.remove(key, ignore_missing=True, remove_all=True)
+    # A flipped axis reverses the sign of the matrix column of that axis.
+    header["CD1_1"] = xstep * cd11
+    header["CD1_2"] = ystep * cd12
+    header["CD2_1"] = xstep * cd21
+    header["CD2_2"] = ystep * cd22
+    return header

@@ -1,0 +1,288 @@
+"""Level and grid arithmetic, and building the reduced levels on disk.
+
+Level 0 is full resolution; level l + 1 is the 2 x 2 mean of level l, where
+blank (NaN) and outside-the-image pixels do not count. Level l measures
+``ceil(n / 2**l)`` pixels along an axis of n pixels, so every image pixel reaches
+every level. The grid formulas are the seed's (they are what the VisiOmatic
+client computes on its side), with at least one tile per axis.
+
+Rows of every reduced level run from the top of the displayed image (largest
+FITS y) downward, as the tiles do; level 0 is the frame itself, read flipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+__all__ = [
+    "build_levels",
+    "compute_grid_shape",
+    "compute_nlevels",
+    "compute_tile_bordershape",
+    "downsample2x2",
+    "level_offsets",
+    "level_shape",
+]
+
+
+def compute_nlevels(ny: int, nx: int, tile_ny: int, tile_nx: int) -> int:
+    """Return the number of pyramid levels.
+
+    Parameters
+    ----------
+    ny, nx : int
+        Full-resolution image size.
+    tile_ny, tile_nx : int
+        Tile size.
+
+    Returns
+    -------
+    nlevels : int
+        Smallest number of levels whose top level fits in one tile.
+    """
+    return max(
+        ((ny - 1) // tile_ny).bit_length() + 1,
+        ((nx - 1) // tile_nx).bit_length() + 1,
+    )
+
+
+def compute_grid_shape(
+    ny: int, nx: int, tile_ny: int, tile_nx: int, level: int = 0
+) -> tuple[int, int]:
+    """Return the number of tile rows and columns at a level.
+
+    Parameters
+    ----------
+    ny, nx : int
+        Full-resolution image size.
+    tile_ny, tile_nx : int
+        Tile size.
+    level : int, optional
+        Pyramid level, 0 being full resolution.
+
+    Returns
+    -------
+    shape : tuple[int, int]
+        Tile rows and columns (never zero, even for a 20000 x 3 image).
+    """
+    return (
+        max(1, ((ny >> level) - 1) // tile_ny + 1),
+        max(1, ((nx >> level) - 1) // tile_nx + 1),
+    )
+
+
+def compute_tile_bordershape(
+    ny: int, nx: int, tile_ny: int, tile_nx: int, level: int = 0
+) -> tuple[int, int]:
+    """Return the size of the last tile row and column at a level.
+
+    Parameters
+    ----------
+    ny, nx : int
+        Full-resolution image size.
+    tile_ny, tile_nx : int
+        Tile size.
+    level : int, optional
+        Pyramid level, 0 being full resolution.
+
+    Returns
+    -------
+    shape : tuple[int, int]
+        Height of the tiles of the last row, width of those of the last column.
+    """
+    return (
+        ((ny - 1) >> level) % tile_ny + 1,
+        ((nx - 1) >> level) % tile_nx + 1,
+    )
+
+
+def level_shape(ny: int, nx: int, level: int) -> tuple[int, int]:
+    """Return the size in pixels of a pyramid level.
+
+    Parameters
+    ----------
+    ny, nx : int
+        Full-resolution image size.
+    level : int
+        Pyramid level.
+
+    Returns
+    -------
+    shape : tuple[int, int]
+        ``(ceil(ny / 2**level), ceil(nx / 2**level))``.
+    """
+    return ((ny - 1) >> level) + 1, ((nx - 1) >> level) + 1
+
+
+def level_offsets(nchannels: int, ny: int, nx: int, nlevels: int) -> list[int]:
+    """Return the element offsets of the reduced levels in the tiles file.
+
+    Parameters
+    ----------
+    nchannels, ny, nx : int
+        Frame shape.
+    nlevels : int
+        Number of pyramid levels.
+
+    Returns
+    -------
+    offsets : list[int]
+        ``offsets[l]`` is where level l starts (in float32 elements) for
+        l >= 1; ``offsets[0]`` is 0 and the last entry is the total size.
+    """
+    offsets = [0, 0]
+    for level in range(1, nlevels):
+        h, w = level_shape(ny, nx, level)
+        offsets.append(offsets[-1] + nchannels * h * w)
+    return offsets
+
+
+def downsample2x2(block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Return the NaN-aware 2 x 2 mean of a (channels, 2 m, 2 n) block.
+
+    Parameters
+    ----------
+    block : ndarray
+        Float32 input with even row and column counts; NaN pixels (blank or
+        padding outside the image) are left out of the mean.
+    out : ndarray, optional
+        Output (channels, m, n) float32 array.
+
+    Returns
+    -------
+    mean : ndarray
+        Mean of the valid pixels of each 2 x 2 cell; NaN where none is valid.
+    """
+    valid = ~np.isnan(block)
+    filled = np.where(valid, block, np.float32(0))
+    total = filled[:, 0::2, 0::2] + filled[:, 0::2, 1::2]
+    total += filled[:, 1::2, 0::2]
+    total += filled[:, 1::2, 1::2]
+    count = valid[:, 0::2, 0::2].astype(np.float32)
+    count += valid[:, 0::2, 1::2]
+    count += valid[:, 1::2, 0::2]
+    count += valid[:, 1::2, 1::2]
+    if out is None:
+        out = np.empty_like(total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(total, count, out=out)
+    return out
+
+
+def _read_channel_rows(fd: int, base: int, c: int, h: int, w: int, r0: int, r1: int,
+                       dest: np.ndarray) -> None:
+    """Read rows ``r0:r1`` of channel c of a (channels, h, w) float32 array at ``base``."""
+    nbytes = (r1 - r0) * w * 4
+    offset = (base + (c * h + r0) * w) * 4
+    view = memoryview(dest).cast("B")
+    got = os.preadv(fd, [view], offset)
+    if got != nbytes:
+        raise OSError(f"short read: {got} of {nbytes} bytes")
+
+
+def build_levels(
+    data_fd: int,
+    tiles_fd: int,
+    shape: tuple[int, int, int],
+    nlevels: int,
+    nthreads: int = 1,
+    stripe_rows: int = 512,
+) -> None:
+    """Compute the reduced levels 1 .. nlevels - 1 into the tiles file.
+
+    Level 0 is read from the frame file (FITS row order, so read flipped);
+    each further level from the previous one in the tiles file. Work goes in
+    stripes, so memory does not grow with the image.
+
+    Parameters
+    ----------
+    data_fd : int
+        Frame file, channel-major float32 (channels, y, x), FITS row order.
+    tiles_fd : int
+        Tiles file, open for reading and writing.
+    shape : tuple[int, int, int]
+        Frame shape.
+    nlevels : int
+        Number of pyramid levels.
+    nthreads : int, optional
+        Threads that compute the means (numpy releases the GIL).
+    stripe_rows : int, optional
+        Output rows computed per stripe (even).
+    """
+    nchan, ny, nx = shape
+    offsets = level_offsets(nchan, ny, nx, nlevels)
+    pool = ThreadPoolExecutor(max_workers=max(1, nthreads)) if nthreads > 1 else None
+    try:
+        for level in range(1, nlevels):
+            sh, sw = level_shape(ny, nx, level - 1)
+            dh, dw = level_shape(ny, nx, level)
+            if level == 1:
+                reader = _frame_reader(data_fd, nchan, sh, sw)
+            else:
+                reader = _level_reader(tiles_fd, offsets[level - 1], nchan, sh, sw)
+            for d0 in range(0, dh, stripe_rows):
+                d1 = min(dh, d0 + stripe_rows)
+                block = np.full((nchan, 2 * (d1 - d0), 2 * dw), np.nan, dtype=np.float32)
+                s1 = min(sh, 2 * d1)
+                reader(2 * d0, s1, block[:, : s1 - 2 * d0, :sw])
+                out = np.empty((nchan, d1 - d0, dw), dtype=np.float32)
+                _downsample_parallel(block, out, pool, nthreads)
+                for c in range(nchan):
+                    os.pwrite(
+                        tiles_fd,
+                        memoryview(out[c]).cast("B"),
+                        (offsets[level] + (c * dh + d0) * dw) * 4,
+                    )
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _downsample_parallel(
+    block: np.ndarray, out: np.ndarray, pool: ThreadPoolExecutor | None, nthreads: int
+) -> None:
+    """Run :func:`downsample2x2` over row chunks of a stripe, in threads if any."""
+    rows = out.shape[1]
+    if pool is None or rows < 2 * nthreads:
+        downsample2x2(block, out)
+        return
+    step = -(-rows // nthreads)
+    jobs = [
+        pool.submit(downsample2x2, block[:, 2 * r : 2 * min(rows, r + step)],
+                    out[:, r : min(rows, r + step)])
+        for r in range(0, rows, step)
+    ]
+    for job in jobs:
+        job.result()
+
+
+Reader = Callable[[int, int, np.ndarray], None]
+
+
+def _frame_reader(fd: int, nchan: int, h: int, w: int) -> Reader:
+    """Return a reader of display rows (top first) of the frame file."""
+
+    def read(r0: int, r1: int, dest: np.ndarray) -> None:
+        # Display rows r0:r1 are FITS rows h - r1 : h - r0, in reverse order.
+        buf = np.empty((r1 - r0, w), dtype=np.float32)
+        for c in range(nchan):
+            _read_channel_rows(fd, 0, c, h, w, h - r1, h - r0, buf)
+            dest[c] = buf[::-1]
+
+    return read
+
+
+def _level_reader(fd: int, base: int, nchan: int, h: int, w: int) -> Reader:
+    """Return a reader of rows of a reduced level stored in the tiles file."""
+
+    def read(r0: int, r1: int, dest: np.ndarray) -> None:
+        buf = np.empty((r1 - r0, w), dtype=np.float32)
+        for c in range(nchan):
+            _read_channel_rows(fd, base, c, h, w, r0, r1, buf)
+            dest[c] = buf
+
+    return read

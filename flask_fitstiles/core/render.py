@@ -1,0 +1,349 @@
+"""Turn float tiles into display rasters and JPEG bytes.
+
+One tile is rendered per request, so this module is the hot path of the service.
+Every step works on float32 buffers allocated per call (never on the input, which may
+be a read-only memory map), and the power law of the display gamma is replaced by a
+cached 16-bit lookup table: a pixel costs one multiply-add, one clip, one cast and
+one table look-up. Nothing here mutates module state after import, so any number of
+threads may render at once.
+
+Scaling a channel with cuts ``(min, max)`` gives::
+
+    v = (x - min) * contrast / (max - min) + 0.01 * contrast * brightness
+
+clipped to ``[0, 1]``; the displayed level is ``uint8(255.49 * v ** (1 / gamma))``,
+``255 - level`` when inverted. Blank (NaN) pixels render as ``v = 0``.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+from typing import Final
+
+import numpy as np
+from PIL import Image
+
+from ..errors import BadParameterError
+
+__all__ = [
+    "COLORMAP_NAMES",
+    "colormap_lut",
+    "encode_jpeg",
+    "mix_matrix",
+    "render_tile",
+]
+
+COLORMAP_NAMES: tuple[str, ...] = ("grey", "jet", "cold", "cool", "hot")
+
+# Scaled values index a table of _LUT_SIZE entries: 16 bits keep the quantisation
+# error of the gamma curve within one output level for usual gammas.
+_LUT_SIZE: Final = 65536
+_LUT_TOP: Final = float(_LUT_SIZE - 1)
+# Stands for contrast / (max - min) when the cuts are empty or reversed.
+_HUGE_FACTOR: Final = 1e30
+_MIN_GAMMA: Final = 0.01
+_MAX_EXPONENT: Final = 100.0
+
+# Piecewise-linear (position, value) nodes per band, the classic definitions.
+_Nodes = tuple[tuple[float, float], ...]
+_SEGMENTS: Final[dict[str, tuple[_Nodes, _Nodes, _Nodes]]] = {
+    "jet": (
+        ((0.0, 0.0), (0.35, 0.0), (0.66, 1.0), (0.89, 1.0), (1.0, 0.5)),
+        ((0.0, 0.0), (0.125, 0.0), (0.375, 1.0), (0.64, 1.0), (0.91, 0.0), (1.0, 0.0)),
+        ((0.0, 0.5), (0.11, 1.0), (0.34, 1.0), (0.65, 0.0), (1.0, 0.0)),
+    ),
+    "cool": (
+        ((0.0, 0.0), (1.0, 1.0)),
+        ((0.0, 1.0), (1.0, 0.0)),
+        ((0.0, 1.0), (1.0, 1.0)),
+    ),
+    "hot": (
+        ((0.0, 0.0), (0.365079, 1.0), (1.0, 1.0)),
+        ((0.0, 0.0), (0.365079, 0.0), (0.746032, 1.0), (1.0, 1.0)),
+        ((0.0, 0.0), (0.746032, 0.0), (1.0, 1.0)),
+    ),
+}
+
+
+def _build_lut(bands: tuple[_Nodes, _Nodes, _Nodes]) -> np.ndarray:
+    """Sample three piecewise-linear bands at 256 levels into a read-only table."""
+    levels = np.linspace(0.0, 1.0, 256)
+    lut = np.empty((256, 3), dtype=np.uint8)
+    for band, nodes in enumerate(bands):
+        xp, fp = zip(*nodes, strict=True)
+        lut[:, band] = np.rint(255.0 * np.interp(levels, xp, fp))
+    lut.flags.writeable = False
+    return lut
+
+
+_LUTS: Final[dict[str, np.ndarray]] = {
+    name: _build_lut(bands) for name, bands in _SEGMENTS.items()
+}
+# The VisiOmatic client's "cold" icon is cyan to magenta, the same ramp as "cool".
+_LUTS["cold"] = _LUTS["cool"]
+# Pillow palettes of the same tables, for the palette-to-RGB conversion.
+_PALETTES: Final[dict[str, bytes]] = {name: lut.tobytes() for name, lut in _LUTS.items()}
+
+
+def colormap_lut(name: str) -> np.ndarray | None:
+    """Return the lookup table of a colormap.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`COLORMAP_NAMES`.
+
+    Returns
+    -------
+    lut : numpy.ndarray or None
+        Read-only ``(256, 3)`` uint8 table mapping a grey level to (R, G, B), or
+        ``None`` for ``"grey"``, which stays a single band.
+
+    Raises
+    ------
+    BadParameterError
+        If `name` is not a known colormap (a subclass of `ValueError`).
+    """
+    if name == "grey":
+        return None
+    try:
+        return _LUTS[name]
+    except KeyError:
+        raise BadParameterError(
+            f"unknown colormap {name!r}; use one of {', '.join(COLORMAP_NAMES)}",
+            loc=("query", "CMP"),
+        ) from None
+
+
+def mix_matrix(
+    nchannels: int, mix: tuple[tuple[int, float, float, float], ...] | None
+) -> np.ndarray:
+    """Return the weights that turn scaled channels into R, G and B.
+
+    Parameters
+    ----------
+    nchannels : int
+        Number of channels of the image, at least 1.
+    mix : tuple of (int, float, float, float), or None
+        Rows ``(channel, r, g, b)`` with 1-based channel numbers. Weights of the
+        channels between and beyond the rows are interpolated linearly (held constant
+        past the ends); when a channel appears twice, its last row wins.
+
+    Returns
+    -------
+    matrix : numpy.ndarray
+        ``(3, nchannels)`` float32 array: all ones without `mix`, otherwise the
+        interpolated weights times ``3 / nchannels``.
+
+    Raises
+    ------
+    ValueError
+        If `nchannels` is less than 1.
+    """
+    if nchannels < 1:
+        raise ValueError(f"an image has at least one channel, got {nchannels}")
+    if not mix:
+        return np.ones((3, nchannels), dtype=np.float32)
+    rows = {int(row[0]): row[1:] for row in mix}  # later rows overwrite earlier ones
+    channels = sorted(rows)
+    xp = np.array(channels, dtype=np.float64) - 1.0
+    fp = np.array([rows[c] for c in channels], dtype=np.float64)  # (nrows, 3)
+    indices = np.arange(nchannels, dtype=np.float64)
+    matrix = np.empty((3, nchannels), dtype=np.float32)
+    for band in range(3):
+        matrix[band] = np.interp(indices, xp, fp[:, band])
+    matrix *= np.float32(3.0 / nchannels)
+    return matrix
+
+
+@lru_cache(maxsize=16)
+def _level_lut(gamma: float, invert: bool) -> np.ndarray:
+    """Map a 16-bit scaled value to its display level, gamma and inversion applied."""
+    # "not >=" also sends a NaN gamma to the guarded exponent.
+    exponent = _MAX_EXPONENT if not gamma >= _MIN_GAMMA else 1.0 / gamma
+    v = np.arange(_LUT_SIZE, dtype=np.float64) / _LUT_TOP
+    lut = (255.49 * v**exponent).astype(np.uint8)
+    if invert:
+        np.subtract(255, lut, out=lut)
+    lut.flags.writeable = False
+    return lut
+
+
+def _scale_into(
+    plane: np.ndarray,
+    lo: float,
+    hi: float,
+    contrast: float,
+    brightness: float,
+    offset: float,
+    out: np.ndarray,
+) -> None:
+    """Write ``_LUT_TOP * v + offset`` for one channel into `out`, unclipped."""
+    bias = _LUT_TOP * 0.01 * contrast * brightness + offset
+    if hi > lo:
+        factor = _LUT_TOP * contrast / (hi - lo)
+        # One multiply-add: the cuts fold into the offset.
+        np.multiply(plane, np.float32(factor), out=out)
+        np.add(out, np.float32(bias - lo * factor), out=out)
+    else:
+        # Folding a huge factor would swamp x == min with rounding noise.
+        np.subtract(plane, np.float32(lo), out=out)
+        np.multiply(out, np.float32(_LUT_TOP * _HUGE_FACTOR), out=out)
+        np.add(out, np.float32(bias), out=out)
+
+
+def _to_indices(scaled: np.ndarray) -> np.ndarray:
+    """Clip scaled values in place to table indices; NaN becomes index 0."""
+    np.clip(scaled, 0.0, _LUT_TOP, out=scaled)  # NaN passes through clip
+    blank = np.isnan(scaled)
+    if blank.any():
+        np.copyto(scaled, 0.0, where=blank)
+    return scaled.astype(np.uint16)
+
+
+def _channel_cuts(
+    cuts: np.ndarray, minmax: tuple[tuple[int, float, float], ...] | None
+) -> list[tuple[float, float]]:
+    """Return (min, max) per channel, the overrides of `minmax` replacing defaults."""
+    limits = [(float(lo), float(hi)) for lo, hi in cuts]
+    for channel, lo, hi in minmax or ():
+        if 1 <= channel <= len(limits):
+            limits[channel - 1] = (float(lo), float(hi))
+    return limits
+
+
+def render_tile(
+    tile: np.ndarray,
+    cuts: np.ndarray,
+    channel: int | None = None,
+    minmax: tuple[tuple[int, float, float], ...] | None = None,
+    mix: tuple[tuple[int, float, float, float], ...] | None = None,
+    brightness: float = 0.0,
+    contrast: float = 1.0,
+    gamma: float = 2.2,
+    colormap: str = "grey",
+    invert: bool = False,
+) -> np.ndarray:
+    """Render one tile of float data as an 8-bit raster.
+
+    Parameters
+    ----------
+    tile : numpy.ndarray
+        ``(nchannels, h, w)`` float32 data, NaN for blank pixels. May be a
+        non-contiguous view of a read-only memory map; it is never modified.
+    cuts : numpy.ndarray
+        ``(nchannels, 2)`` default (min, max) per channel; never modified.
+    channel : int or None, optional
+        1-based channel for mono mode; ``None`` selects colour mode. A channel out of
+        range means channel 1.
+    minmax : tuple of (int, float, float), or None, optional
+        ``(channel, min, max)`` rows overriding the cuts of those channels.
+    mix : tuple of (int, float, float, float), or None, optional
+        ``(channel, r, g, b)`` rows for colour mode, see :func:`mix_matrix`.
+    brightness : float, optional
+        Offset in percent of the display range, scaled by the contrast.
+    contrast : float, optional
+        Gain applied to the cuts' range.
+    gamma : float, optional
+        Display gamma; gammas below 0.01 count as 0.01.
+    colormap : str, optional
+        One of :data:`COLORMAP_NAMES`, for mono mode only.
+    invert : bool, optional
+        Whether to render the negative (blank pixels become white).
+
+    Returns
+    -------
+    raster : numpy.ndarray
+        C-contiguous uint8 array, ``(h, w)`` in mono mode with the grey colormap,
+        otherwise ``(h, w, 3)``. It may be read-only.
+
+    Raises
+    ------
+    ValueError
+        If `tile` is not 3-D or `cuts` does not hold one (min, max) per channel.
+    BadParameterError
+        If `colormap` is unknown.
+    """
+    if tile.ndim != 3:
+        raise ValueError(f"tile must be (nchannels, h, w), got shape {tile.shape}")
+    nchannels, height, width = tile.shape
+    if cuts.shape != (nchannels, 2):
+        raise ValueError(f"cuts must have shape ({nchannels}, 2), got {cuts.shape}")
+    colormap_lut(colormap)  # reject an unknown name in either mode
+    limits = _channel_cuts(cuts, minmax)
+    levels = _level_lut(float(gamma), bool(invert))
+
+    if channel is not None:
+        palette = _PALETTES.get(colormap)  # None for grey
+        index = channel - 1 if 1 <= channel <= nchannels else 0
+        lo, hi = limits[index]
+        scaled = np.empty((height, width), dtype=np.float32)
+        # Overflow (huge factor, +/-inf data) and inf * 0 are expected and clipped.
+        with np.errstate(over="ignore", invalid="ignore"):
+            _scale_into(tile[index], lo, hi, contrast, brightness, 0.5, scaled)
+        grey = np.take(levels, _to_indices(scaled))
+        if palette is None:
+            return grey
+        image = Image.frombuffer("P", (width, height), grey, "raw", "P", 0, 1)
+        image.putpalette(palette)
+        return np.asarray(image.convert("RGB"))
+
+    scaled = np.empty((nchannels, height, width), dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for index, (lo, hi) in enumerate(limits):
+            _scale_into(tile[index], lo, hi, contrast, brightness, 0.0, scaled[index])
+    blank = np.isnan(scaled)  # a blank channel contributes nothing to the mix
+    if blank.any():
+        np.copyto(scaled, 0.0, where=blank)
+    rgb = mix_matrix(nchannels, mix) @ scaled.reshape(nchannels, height * width)
+    np.add(rgb, np.float32(0.5), out=rgb)  # round, not truncate, to a table index
+    bands = np.take(levels, _to_indices(rgb))
+    planes = [
+        Image.frombuffer("L", (width, height), bands[band], "raw", "L", 0, 1)
+        for band in range(3)
+    ]
+    # Pillow interleaves the bands far faster than a strided numpy copy.
+    return np.asarray(Image.merge("RGB", planes))
+
+
+def encode_jpeg(raster: np.ndarray, quality: int) -> bytes:
+    """Encode a raster from :func:`render_tile` as JPEG.
+
+    Parameters
+    ----------
+    raster : numpy.ndarray
+        uint8 ``(h, w)`` grey or ``(h, w, 3)`` RGB array.
+    quality : int
+        JPEG quality, 0 to 100.
+
+    Returns
+    -------
+    jpeg : bytes
+        The encoded image, one band (``"L"``) or three (``"RGB"``).
+
+    Raises
+    ------
+    ValueError
+        If `raster` is not a uint8 grey or RGB raster.
+    BadParameterError
+        If `quality` is outside 0 to 100.
+    """
+    if not 0 <= quality <= 100:
+        raise BadParameterError(
+            f"JPEG quality {quality} is out of range; use 0 to 100", loc=("query", "QLT")
+        )
+    if raster.dtype != np.uint8 or not (
+        raster.ndim == 2 or (raster.ndim == 3 and raster.shape[2] == 3)
+    ):
+        raise ValueError(
+            f"expected a uint8 (h, w) or (h, w, 3) raster, got {raster.dtype} "
+            f"with shape {raster.shape}"
+        )
+    mode = "L" if raster.ndim == 2 else "RGB"
+    data = np.ascontiguousarray(raster)  # no copy for render_tile's output
+    height, width = raster.shape[:2]
+    image = Image.frombuffer(mode, (width, height), data, "raw", mode, 0, 1)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=int(quality))
+    return buffer.getvalue()
