@@ -503,14 +503,19 @@ def _add_sky_and_noise(
 
 
 def _to_dtype(image: NDArray[np.float32], dtype: DTypeLike) -> NDArray[np.generic]:
-    """Convert an image to ``dtype``, rounding and clipping for integer types."""
+    """Convert an image to ``dtype``, rounding and clipping for integer types.
+
+    The image is modified in place for integer types (to save memory).
+    """
     target = np.dtype(dtype)
     if target == image.dtype:
         return image
     if np.issubdtype(target, np.integer):
         info = np.iinfo(target)
-        out = np.clip(np.rint(image), info.min, info.max)
-        return out.astype(target)
+        np.rint(image, out=image)
+        # Pixel values stay far below 2**24, so float32 bounds are exact enough.
+        np.clip(image, info.min, info.max, out=image)
+        return image.astype(target)
     return image.astype(target)
 
 
@@ -819,7 +824,7 @@ def ccd_mosaic(
         terms = (sky_rows[fy1 - 1 : fy2] / np.float32(gain), sky_cols[fx1 - 1 : fx2] / gain)
         _add_sky_and_noise(signal, rng, terms, gain, 0.0, None)
         read = rng.standard_normal((ny, nx + overscan), dtype=np.float32)
-        raw = np.empty((ny, nx + overscan), dtype=np.float32)
+        raw = np.zeros((ny, nx + overscan), dtype=np.float32)
         raw[:, :nx] = signal
         if flipped:
             raw[:, :nx] = raw[:, nx - 1 :: -1].copy()

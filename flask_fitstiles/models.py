@@ -6,7 +6,12 @@ documentation, which is also what the VisiOmatic web client reads.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Annotated, Any
+
+from pydantic import BaseModel, WithJsonSchema
+
+# A free-form FITS header: the seed's schema says just "object".
+Header = Annotated[dict[str, Any], WithJsonSchema({"title": "Header", "type": "object"})]
 
 __all__ = [
     "ImageModel",
@@ -88,7 +93,7 @@ class ImageModel(BaseModel):
     background_level: list[float]
     background_mad: list[float]
     min_max: list[list[float]]
-    header: dict  # type: ignore[type-arg]
+    header: Header
 
 
 class TiledModel(BaseModel):
@@ -144,5 +149,5 @@ class TiledModel(BaseModel):
     color_saturation: float
     gamma: float
     quality: int
-    header: dict  # type: ignore[type-arg]
+    header: Header
     images: list[ImageModel]
