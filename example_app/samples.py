@@ -824,11 +824,11 @@ def ccd_mosaic(
         terms = (sky_rows[fy1 - 1 : fy2] / np.float32(gain), sky_cols[fx1 - 1 : fx2] / gain)
         _add_sky_and_noise(signal, rng, terms, gain, 0.0, None)
         read = rng.standard_normal((ny, nx + overscan), dtype=np.float32)
+        if flipped:  # stored in readout order: reversed in x
+            signal = signal[:, ::-1]
+            read[:, :nx] = read[:, nx - 1 :: -1].copy()
         raw = np.zeros((ny, nx + overscan), dtype=np.float32)
         raw[:, :nx] = signal
-        if flipped:
-            raw[:, :nx] = raw[:, nx - 1 :: -1].copy()
-            read[:, :nx] = read[:, nx - 1 :: -1].copy()
         # Bias level and read noise everywhere, overscan included.
         raw += np.float32(bias)
         raw += read * np.float32(read_noise / gain)

@@ -261,6 +261,14 @@ class Tiled:
         Cache folder (see :func:`get_cache_dir`).
     """
 
+    # Display defaults, set by set_defaults() from DEFAULTS and the arguments.
+    brightness: float
+    contrast: float
+    color_saturation: float
+    gamma: float
+    quality: int
+    max_region_tile_count: int
+
     def __init__(
         self,
         filename: str | os.PathLike[str],
@@ -345,7 +353,8 @@ class Tiled:
         self.object_name = str(self.header.get("OBJECT", ""))
         self.nlevels = self.compute_nlevels()
         self.shapes = np.array(
-            [self.compute_grid_shape(level) for level in range(self.nlevels)], dtype=np.int64
+            [self.compute_grid_shape(level) for level in range(self.nlevels)],
+            dtype=np.int64,
         )
         self.border_shapes = np.array(
             [self.compute_tile_bordershape(level) for level in range(self.nlevels)],
@@ -652,7 +661,7 @@ class Tiled:
             raise
 
     def _save(self) -> None:
-        """Pickle the object aside, then rename it: the pickle appears whole or not at all."""
+        """Pickle the object aside, then rename it: it appears whole or not at all."""
         aside = _aside(self.object_filename)
         try:
             with open(aside, "xb") as f:
@@ -699,8 +708,9 @@ class Tiled:
                 if self._tiles is None:
                     size = self.level_offsets[-1]
                     self._tiles = (
-                        np.memmap(self.tiles_filename, dtype=np.float32, mode="r",
-                                  shape=(size,))
+                        np.memmap(
+                            self.tiles_filename, dtype=np.float32, mode="r", shape=(size,)
+                        )
                         if size
                         else np.zeros(0, dtype=np.float32)
                     )
@@ -898,8 +908,11 @@ class Tiled:
             if colormap == "cold":
                 colormap = "cool"
         else:
-            cuts = {int(c): (float(lo), float(hi)) for c, lo, hi in minmax or () if
-                    1 <= c <= nchan}
+            cuts = {
+                int(c): (float(lo), float(hi))
+                for c, lo, hi in minmax or ()
+                if 1 <= c <= nchan
+            }
             minmax = tuple((c, *cuts[c]) for c in sorted(cuts)) or None
             colours = {int(c): (float(r), float(g), float(b)) for c, r, g, b in mix or ()}
             mix = tuple((c, *colours[c]) for c in sorted(colours)) or None
@@ -1097,7 +1110,9 @@ class Tiled:
             coordinates, with the values of every requested channel.
         """
         x, y = bresenham_line(pos1, pos2)
-        chans = np.array(channels if channels else range(1, self.nchannels + 1), dtype=np.int64)
+        chans = np.array(
+            channels if channels else range(1, self.nchannels + 1), dtype=np.int64
+        )
         ny, nx = self.shape[1:]
         values = np.full((x.size, chans.size), np.nan, dtype=np.float64)
         inside = (x >= 1) & (x <= nx) & (y >= 1) & (y <= ny)
@@ -1106,9 +1121,7 @@ class Tiled:
             data = self.get_data()
             picked = data[(chans[good] - 1)[:, None], y[inside] - 1, x[inside] - 1]
             values[np.ix_(inside, good)] = picked.T
-        rows = [
-            [None if np.isnan(v) else float(v) for v in row] for row in values.tolist()
-        ]
+        rows = [[None if np.isnan(v) else float(v) for v in row] for row in values.tolist()]
         return ProfileModel(
             profile=[
                 PixelModel(x=int(px), y=int(py), values=row)
@@ -1165,8 +1178,7 @@ def _background_samples(image: Image) -> np.ndarray:
     rows_wanted = max(1, (1 << 20) // max(1, width))
     step = max(1, -(-nrows // rows_wanted))
     samples = [
-        image.read_rows(y, y + 1, dx1 - 1, dx2)[:, 0, :]
-        for y in range(dy1 - 1, dy2, step)
+        image.read_rows(y, y + 1, dx1 - 1, dx2)[:, 0, :] for y in range(dy1 - 1, dy2, step)
     ]
     return np.concatenate(samples, axis=1)
 
@@ -1181,7 +1193,9 @@ def _unlink_quietly(path: str) -> None:
 # -- loading prepared images -----------------------------------------------------------
 
 
-def _load_fresh(object_filename: str, filename: str, tilesize: tuple[int, int]) -> Tiled | None:
+def _load_fresh(
+    object_filename: str, filename: str, tilesize: tuple[int, ...]
+) -> Tiled | None:
     """Return the pickled object if it is whole and fresh for the source, else None."""
     try:
         with open(object_filename, "rb") as f:
@@ -1245,14 +1259,14 @@ def pickledTiled(  # noqa: N802 - the seed's name
     path = os.path.abspath(os.fspath(filename))
     folder = get_cache_dir(cache_dir)
     extnum = kwargs.get("extnum")
-    tilesize = tuple(kwargs.get("tilesize", (256, 256)))
+    tilesize = tuple(int(v) for v in kwargs.get("tilesize", (256, 256)))
     object_filename = get_object_filename(path, folder, extnum)
-    tiled = _load_fresh(object_filename, path, tilesize)  # type: ignore[arg-type]
+    tiled = _load_fresh(object_filename, path, tilesize)
     if tiled is None:
         lock = FileLock(object_filename + ".lock", timeout=lock_timeout)
         try:
             with lock:
-                tiled = _load_fresh(object_filename, path, tilesize)  # type: ignore[arg-type]
+                tiled = _load_fresh(object_filename, path, tilesize)
                 if tiled is None:
                     tiled = Tiled(path, cache_dir=folder, **kwargs)
         except LockTimeout:

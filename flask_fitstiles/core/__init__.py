@@ -1,0 +1,1 @@
+"""Pure computation and storage: FITS images, mosaics, pyramid, rendering (no Flask)."""

@@ -347,10 +347,13 @@ class Image:
         """
         self.background_level, self.background_mad = compute_background(samples)
         if self.fixed_minmax is not None:
-            self.minmax = np.tile(np.asarray(self.fixed_minmax, dtype=np.float64), (
-                self.nchannels,
-                1,
-            ))
+            self.minmax = np.tile(
+                np.asarray(self.fixed_minmax, dtype=np.float64),
+                (
+                    self.nchannels,
+                    1,
+                ),
+            )
         else:
             self.minmax = np.stack(
                 [

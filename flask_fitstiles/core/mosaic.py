@@ -108,7 +108,7 @@ def write_frame(
         for image in images:
             _place(image, stripe, r0, r1)
         for c in range(nchan):
-            os.pwrite(fd, memoryview(stripe[c]).cast("B"), ((c * ny + r0) * nx) * 4)
+            os.pwrite(fd, stripe[c].data.cast("B"), ((c * ny + r0) * nx) * 4)
 
 
 def _cd_matrix(header: fits.Header) -> tuple[float, float, float, float]:

@@ -173,12 +173,13 @@ def downsample2x2(block: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     return out
 
 
-def _read_channel_rows(fd: int, base: int, c: int, h: int, w: int, r0: int, r1: int,
-                       dest: np.ndarray) -> None:
+def _read_channel_rows(
+    fd: int, base: int, c: int, h: int, w: int, r0: int, r1: int, dest: np.ndarray
+) -> None:
     """Read rows ``r0:r1`` of channel c of a (channels, h, w) float32 array at ``base``."""
     nbytes = (r1 - r0) * w * 4
     offset = (base + (c * h + r0) * w) * 4
-    view = memoryview(dest).cast("B")
+    view = dest.data.cast("B")
     got = os.preadv(fd, [view], offset)
     if got != nbytes:
         raise OSError(f"short read: {got} of {nbytes} bytes")
@@ -234,7 +235,7 @@ def build_levels(
                 for c in range(nchan):
                     os.pwrite(
                         tiles_fd,
-                        memoryview(out[c]).cast("B"),
+                        out[c].data.cast("B"),
                         (offsets[level] + (c * dh + d0) * dw) * 4,
                     )
     finally:
@@ -252,8 +253,11 @@ def _downsample_parallel(
         return
     step = -(-rows // nthreads)
     jobs = [
-        pool.submit(downsample2x2, block[:, 2 * r : 2 * min(rows, r + step)],
-                    out[:, r : min(rows, r + step)])
+        pool.submit(
+            downsample2x2,
+            block[:, 2 * r : 2 * min(rows, r + step)],
+            out[:, r : min(rows, r + step)],
+        )
         for r in range(0, rows, step)
     ]
     for job in jobs:

@@ -1,11 +1,11 @@
 """Turn float tiles into display rasters and JPEG bytes.
 
 One tile is rendered per request, so this module is the hot path of the service.
-Every step works on float32 buffers allocated per call (never on the input, which may
-be a read-only memory map), and the power law of the display gamma is replaced by a
-cached 16-bit lookup table: a pixel costs one multiply-add, one clip, one cast and
-one table look-up. Nothing here mutates module state after import, so any number of
-threads may render at once.
+Every step works in place on float32 work buffers (never on the input, which may be
+a read-only memory map), and the power law of the display gamma is replaced by a
+cached 16-bit lookup table: a pixel costs one multiply-add, one clip, two integer
+casts and one table look-up. Shared tables are read-only and work buffers belong to
+one thread each, so any number of threads may render at once.
 
 Scaling a channel with cuts ``(min, max)`` gives::
 
@@ -18,6 +18,8 @@ clipped to ``[0, 1]``; the displayed level is ``uint8(255.49 * v ** (1 / gamma))
 from __future__ import annotations
 
 import io
+import math
+import threading
 from functools import lru_cache
 from typing import Final
 
@@ -32,6 +34,7 @@ __all__ = [
     "encode_jpeg",
     "mix_matrix",
     "render_tile",
+    "resize_raster",
 ]
 
 COLORMAP_NAMES: tuple[str, ...] = ("grey", "jet", "cold", "cool", "hot")
@@ -44,6 +47,9 @@ _LUT_TOP: Final = float(_LUT_SIZE - 1)
 _HUGE_FACTOR: Final = 1e30
 _MIN_GAMMA: Final = 0.01
 _MAX_EXPONENT: Final = 100.0
+# Work buffers up to this size are kept per thread (a 256 x 256 colour tile of 3
+# channels needs about 4 MiB in all); larger ones, for big regions, come per call.
+_SCRATCH_MAX_BYTES: Final = 4 << 20
 
 # Piecewise-linear (position, value) nodes per band, the classic definitions.
 _Nodes = tuple[tuple[float, float], ...]
@@ -170,6 +176,32 @@ def _level_lut(gamma: float, invert: bool) -> np.ndarray:
     return lut
 
 
+class _Scratch(threading.local):
+    """Per-thread work buffers, reused from one tile to the next.
+
+    Fresh buffers of a few hundred kilobytes per tile would go through ``mmap`` and
+    page faults, which cost more than the rendering itself. Each thread owns its
+    buffers, so no lock is needed; a buffer only grows, up to the largest tile seen
+    and at most ``_SCRATCH_MAX_BYTES``.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def get(self, role: str, shape: tuple[int, ...], dtype: type[np.generic]) -> np.ndarray:
+        """Return an uninitialised C-contiguous array of `shape` for `role`."""
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        if nbytes > _SCRATCH_MAX_BYTES:
+            return np.empty(shape, dtype=dtype)
+        buffer = self.buffers.get(role)
+        if buffer is None or buffer.nbytes < nbytes:
+            buffer = self.buffers[role] = np.empty(nbytes, dtype=np.uint8)
+        return buffer[:nbytes].view(dtype).reshape(shape)
+
+
+_scratch = _Scratch()
+
+
 def _scale_into(
     plane: np.ndarray,
     lo: float,
@@ -193,13 +225,24 @@ def _scale_into(
         np.add(out, np.float32(bias), out=out)
 
 
-def _to_indices(scaled: np.ndarray) -> np.ndarray:
-    """Clip scaled values in place to table indices; NaN becomes index 0."""
-    np.clip(scaled, 0.0, _LUT_TOP, out=scaled)  # NaN passes through clip
-    blank = np.isnan(scaled)
+def _zero_blanks(values: np.ndarray) -> None:
+    """Replace NaN by 0 in place."""
+    blank = np.isnan(values, out=_scratch.get("blank", values.shape, np.bool_))
     if blank.any():
-        np.copyto(scaled, 0.0, where=blank)
-    return scaled.astype(np.uint16)
+        np.copyto(values, 0.0, where=blank)
+
+
+def _apply_levels(scaled: np.ndarray, levels: np.ndarray, out: np.ndarray) -> None:
+    """Clip scaled values (in place) to table indices and look their levels up."""
+    np.clip(scaled, 0.0, _LUT_TOP, out=scaled)  # NaN passes through clip
+    _zero_blanks(scaled)
+    # float32 -> uint16 -> intp beats a direct float32 -> intp cast, and intp
+    # indices spare np.take a hidden conversion buffer.
+    short = _scratch.get("short", scaled.shape, np.uint16)
+    np.copyto(short, scaled, casting="unsafe")
+    index = _scratch.get("index", scaled.shape, np.intp)
+    np.copyto(index, short)
+    np.take(levels, index, out=out, mode="clip")  # "clip" writes out unbuffered
 
 
 def _channel_cuts(
@@ -278,32 +321,36 @@ def render_tile(
         palette = _PALETTES.get(colormap)  # None for grey
         index = channel - 1 if 1 <= channel <= nchannels else 0
         lo, hi = limits[index]
-        scaled = np.empty((height, width), dtype=np.float32)
+        scaled = _scratch.get("scaled", (height, width), np.float32)
         # Overflow (huge factor, +/-inf data) and inf * 0 are expected and clipped.
         with np.errstate(over="ignore", invalid="ignore"):
             _scale_into(tile[index], lo, hi, contrast, brightness, 0.5, scaled)
-        grey = np.take(levels, _to_indices(scaled))
+        grey = np.empty((height, width), dtype=np.uint8)
+        _apply_levels(scaled, levels, grey)
         if palette is None:
             return grey
         image = Image.frombuffer("P", (width, height), grey, "raw", "P", 0, 1)
         image.putpalette(palette)
+        # Pillow's palette expansion is several times faster than a (256, 3) np.take.
         return np.asarray(image.convert("RGB"))
 
-    scaled = np.empty((nchannels, height, width), dtype=np.float32)
+    npixels = height * width
+    scaled = _scratch.get("scaled", (nchannels, height, width), np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
         for index, (lo, hi) in enumerate(limits):
             _scale_into(tile[index], lo, hi, contrast, brightness, 0.0, scaled[index])
-    blank = np.isnan(scaled)  # a blank channel contributes nothing to the mix
-    if blank.any():
-        np.copyto(scaled, 0.0, where=blank)
-    rgb = mix_matrix(nchannels, mix) @ scaled.reshape(nchannels, height * width)
+    _zero_blanks(scaled)  # a blank channel contributes nothing to the mix
+    rgb = _scratch.get("rgb", (3, npixels), np.float32)
+    np.matmul(mix_matrix(nchannels, mix), scaled.reshape(nchannels, npixels), out=rgb)
     np.add(rgb, np.float32(0.5), out=rgb)  # round, not truncate, to a table index
-    bands = np.take(levels, _to_indices(rgb))
+    bands = _scratch.get("bands", (3, npixels), np.uint8)
+    _apply_levels(rgb, levels, bands)
     planes = [
         Image.frombuffer("L", (width, height), bands[band], "raw", "L", 0, 1)
         for band in range(3)
     ]
-    # Pillow interleaves the bands far faster than a strided numpy copy.
+    # Pillow interleaves the bands far faster than a strided numpy copy, and its
+    # result is a fresh copy, so the scratch bands can be reused at once.
     return np.asarray(Image.merge("RGB", planes))
 
 
@@ -347,3 +394,25 @@ def encode_jpeg(raster: np.ndarray, quality: int) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=int(quality))
     return buffer.getvalue()
+
+
+def resize_raster(raster: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resample a rendered raster to another size with area averaging.
+
+    Used for regions whose binning is not a power of two: the pyramid level
+    nearest below the binning is rendered, then reduced to the asked size.
+
+    Parameters
+    ----------
+    raster : ndarray
+        uint8 raster, (h, w) or (h, w, 3).
+    shape : tuple[int, int]
+        Output (height, width), both at least 1.
+
+    Returns
+    -------
+    raster : ndarray
+        Resampled uint8 raster with the same number of bands.
+    """
+    image = Image.fromarray(np.ascontiguousarray(raster))
+    return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.BOX))

@@ -66,7 +66,9 @@ def write_mosaic(
         xstep = -1 if k == reversed_ccd else 1
         if xstep < 0:
             x1, x2 = x2, x1
-        raw = rng.normal(1000.0 + 10 * k, 5.0, (ccd_ny, ccd_nx + overscan)).astype(np.float32)
+        raw = rng.normal(1000.0 + 10 * k, 5.0, (ccd_ny, ccd_nx + overscan)).astype(
+            np.float32
+        )
         raw[:, ccd_nx:] = 300.0  # overscan: must never reach the frame
         raw[rng.integers(0, ccd_ny), rng.integers(0, ccd_nx)] = 50000.0
         # Frame pixel X (1-based, relative to the frame origin) of CCD pixel i is

@@ -50,13 +50,31 @@ SEED_METHODS = {
     "make_header": ["self"],
     "get_iipheaderstr": ["self"],
     "convert_tile": [
-        "self", "tile", "channel", "minmax", "mix", "brightness", "contrast", "gamma",
-        "colormap", "invert",
+        "self",
+        "tile",
+        "channel",
+        "minmax",
+        "mix",
+        "brightness",
+        "contrast",
+        "gamma",
+        "colormap",
+        "invert",
     ],
     "make_tiles": ["self"],
     "get_tile_raster": [
-        "self", "tilelevel", "tileindex", "channel", "minmax", "mix", "brightness",
-        "contrast", "gamma", "colormap", "invert", "_",
+        "self",
+        "tilelevel",
+        "tileindex",
+        "channel",
+        "minmax",
+        "mix",
+        "brightness",
+        "contrast",
+        "gamma",
+        "colormap",
+        "invert",
+        "_",
     ],
     "encode": ["self", "raster", "channel", "colormap", "quality", "_"],
     "get_encoded_region": ["self", "bounds", "binning", "channel", "colormap", "kwargs"],
@@ -74,9 +92,17 @@ def params(func: object) -> list[str]:
 def test_seed_names_exist() -> None:
     text = SEED.read_text() if SEED.exists() else ""
     for name in (
-        "PixelValueModel", "PixelModel", "ProfileModel", "TiledModel", "ImageModel",
-        "Tiled", "pickledTiled", "get_object_filename", "get_data_filename",
-        "get_tiles_filename", "get_image_filename",
+        "PixelValueModel",
+        "PixelModel",
+        "ProfileModel",
+        "TiledModel",
+        "ImageModel",
+        "Tiled",
+        "pickledTiled",
+        "get_object_filename",
+        "get_data_filename",
+        "get_tiles_filename",
+        "get_image_filename",
     ):
         assert hasattr(tiled, name), name
         if text:
@@ -86,8 +112,18 @@ def test_seed_names_exist() -> None:
 
 def test_seed_signatures() -> None:
     seed_init = [
-        "self", "filename", "extnum", "tilesize", "minmax", "brightness", "contrast",
-        "color_saturation", "gamma", "quality", "max_region_tile_count", "nthreads",
+        "self",
+        "filename",
+        "extnum",
+        "tilesize",
+        "minmax",
+        "brightness",
+        "contrast",
+        "color_saturation",
+        "gamma",
+        "quality",
+        "max_region_tile_count",
+        "nthreads",
     ]
     assert params(Tiled.__init__)[: len(seed_init)] == seed_init
     assert inspect.signature(Tiled.__init__).parameters["tilesize"].default == (256, 256)
@@ -123,8 +159,12 @@ def schema_types(schema: dict, defs: dict) -> dict[str, object]:  # type: ignore
     return out
 
 
-@pytest.mark.skipif(not SEED.exists(), reason="the seed documentation is not beside the repo")
-@pytest.mark.parametrize("title", ["PixelValueModel", "PixelModel", "ProfileModel", "TiledModel"])
+@pytest.mark.skipif(
+    not SEED.exists(), reason="the seed documentation is not beside the repo"
+)
+@pytest.mark.parametrize(
+    "title", ["PixelValueModel", "PixelModel", "ProfileModel", "TiledModel"]
+)
 def test_model_schemas_match_seed(title: str) -> None:
     seed = seed_schemas()[title]
     ours = getattr(tiled, title).model_json_schema()
@@ -273,7 +313,9 @@ def test_mosaic_pixels_and_wcs(mosaic_image: MosaicSpec, cache_dir: Path) -> Non
 
 
 def test_mosaic_offset_origin_and_pc_form(tmp_path: Path, cache_dir: Path) -> None:
-    spec = write_mosaic(tmp_path / "pc.fits", origin=(101, 51), wcs_form="pc", reversed_ccd=2)
+    spec = write_mosaic(
+        tmp_path / "pc.fits", origin=(101, 51), wcs_form="pc", reversed_ccd=2
+    )
     t = check_mosaic(spec, cache_dir)
     assert "PC1_1" not in t.header and "CD1_1" in t.header
 
@@ -286,7 +328,10 @@ def test_not_fits_is_refused(tmp_path: Path, cache_dir: Path) -> None:
     assert str(tmp_path) not in str(info.value)
     table = tmp_path / "table.fits"
     fits.HDUList(
-        [fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])])]
+        [
+            fits.PrimaryHDU(),
+            fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])]),
+        ]
     ).writeto(table)
     with pytest.raises(BadFitsError, match="no image data"):
         pickledTiled(table, cache_dir=cache_dir)
@@ -306,10 +351,21 @@ def seed_border(ny: int, nx: int, t: int, level: int) -> tuple[int, int]:
 
 @pytest.mark.parametrize(
     ("ny", "nx", "tile"),
-    [(1061, 983, 256), (256, 256, 256), (257, 1, 256), (4000, 3000, 256), (1000, 999, 100),
-     (3, 20000, 256), (20000, 3, 256), (1, 1, 256), (7, 5, 2)],
+    [
+        (1061, 983, 256),
+        (256, 256, 256),
+        (257, 1, 256),
+        (4000, 3000, 256),
+        (1000, 999, 100),
+        (3, 20000, 256),
+        (20000, 3, 256),
+        (1, 1, 256),
+        (7, 5, 2),
+    ],
 )
-def test_grid_formulas(ny: int, nx: int, tile: int, tmp_path: Path, cache_dir: Path) -> None:
+def test_grid_formulas(
+    ny: int, nx: int, tile: int, tmp_path: Path, cache_dir: Path
+) -> None:
     path = tmp_path / "img.fits"
     fits.PrimaryHDU(np.zeros((ny, nx), dtype=np.float32)).writeto(path)
     t = Tiled(path, tilesize=(tile, tile), cache_dir=cache_dir)
@@ -380,7 +436,10 @@ def test_tile_sizes_and_orientation(gradient: Tiled) -> None:
     assert t.nlevels == 3
     assert t.compute_grid_shape(0) == (1, 3, 3)
     sizes = {
-        0: (256, 256), 2: (256, 600 - 512), 6: (700 - 512, 256), 8: (700 - 512, 600 - 512)
+        0: (256, 256),
+        2: (256, 600 - 512),
+        6: (700 - 512, 256),
+        8: (700 - 512, 600 - 512),
     }
     for index, size in sizes.items():
         tile = decode(t.get_encoded_tile(0, index, channel=1, quality=100))
@@ -404,7 +463,13 @@ def test_mono_pixels_follow_formula(
     t = gradient
     tile = decode(
         t.get_encoded_tile(
-            0, 3, channel=1, brightness=brightness, contrast=contrast, gamma=gamma, quality=100
+            0,
+            3,
+            channel=1,
+            brightness=brightness,
+            contrast=contrast,
+            gamma=gamma,
+            quality=100,
         )
     ).astype(float)
     raw = np.asarray(t.get_tile(0, 3)[0], dtype=np.float64)
@@ -416,13 +481,18 @@ def test_mono_pixels_follow_formula(
 
 def test_minmax_override_and_invert(gradient: Tiled) -> None:
     t = gradient
-    narrow = decode(t.get_encoded_tile(0, 3, channel=1, minmax=((1, 400.0, 500.0),),
-                                       gamma=1.0, quality=100)).astype(float)
+    narrow = decode(
+        t.get_encoded_tile(
+            0, 3, channel=1, minmax=((1, 400.0, 500.0),), gamma=1.0, quality=100
+        )
+    ).astype(float)
     raw = np.asarray(t.get_tile(0, 3)[0], dtype=np.float64)
     expected = np.floor(255.49 * np.clip((raw - 400) / 100, 0, 1))
     assert np.abs(narrow - expected).max() <= 3
     plain = decode(t.get_encoded_tile(0, 3, channel=1, quality=100)).astype(int)
-    inverted = decode(t.get_encoded_tile(0, 3, channel=1, invert=True, quality=100)).astype(int)
+    inverted = decode(t.get_encoded_tile(0, 3, channel=1, invert=True, quality=100)).astype(
+        int
+    )
     assert np.abs(plain + inverted - 255).max() <= 3
     # Requests never change the image's defaults.
     assert_array_equal(t.minmax, [[0.0, 700.0]])
@@ -488,7 +558,9 @@ def test_encoded_tiles_are_memoized(gradient: Tiled) -> None:
     ],
 )
 def test_region_sizes(
-    gradient: Tiled, bounds: tuple[tuple[int, int], tuple[int, int]], binning: int,
+    gradient: Tiled,
+    bounds: tuple[tuple[int, int], tuple[int, int]],
+    binning: int,
     size: tuple[int, int],
 ) -> None:
     image = decode(gradient.get_encoded_region(bounds, binning, channel=1, quality=100))
@@ -496,8 +568,9 @@ def test_region_sizes(
 
 
 def test_region_matches_tiles(gradient: Tiled) -> None:
-    region = decode(gradient.get_encoded_region(((1, 1), (256, 256)), 1, channel=1,
-                                                quality=100)).astype(int)
+    region = decode(
+        gradient.get_encoded_region(((1, 1), (256, 256)), 1, channel=1, quality=100)
+    ).astype(int)
     tile = decode(gradient.get_encoded_tile(0, 0, channel=1, quality=100)).astype(int)
     assert np.abs(region - tile).max() <= 1
 
@@ -506,7 +579,10 @@ def test_region_limits(gradient: Tiled) -> None:
     gradient.max_region_tile_count = 4
     with pytest.raises(IndexError, match="zoom in or increase the binning"):
         gradient.get_encoded_region(((1, 1), (600, 700)), 1)
-    assert decode(gradient.get_encoded_region(((1, 1), (600, 700)), 4)).shape[:2] == (175, 150)
+    assert decode(gradient.get_encoded_region(((1, 1), (600, 700)), 4)).shape[:2] == (
+        175,
+        150,
+    )
     with pytest.raises(RegionTooLargeError):
         gradient.get_encoded_region(((1000, 1000), (2000, 2000)), 1)
 
@@ -526,7 +602,9 @@ def test_profiles_follow_bresenham(prime_image: Path, cache_dir: Path) -> None:
     assert steep[0].x == 5 and steep[-1].x == 3
     outside = t.get_profiles((1, 2), (-1, 1), (1, 1)).profile
     assert [p.values for p in outside] == [
-        [None, None], [None, None], [float(expected[0, 0]), None]
+        [None, None],
+        [None, None],
+        [float(expected[0, 0]), None],
     ]
 
 
@@ -546,7 +624,10 @@ def test_iip_header_and_model(prime_image: Path, cache_dir: Path) -> None:
     text = t.get_iipheaderstr()
     lines = text.split("\n")
     assert lines[:5] == [
-        "IIP:1.0", "Max-size:983 1061", "Tile-size:256 256", "Resolution-number:4",
+        "IIP:1.0",
+        "Max-size:983 1061",
+        "Tile-size:256 256",
+        "Resolution-number:4",
         "Bits-per-channel:32",
     ]
     assert lines[5].startswith("Min-Max-sample-values:")

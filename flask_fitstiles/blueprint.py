@@ -1,0 +1,364 @@
+"""Thin views: parse the request, call the registry and the image, return bytes or JSON.
+
+Endpoints, relative to the mount's ``url_prefix``:
+
+- ``GET /iip?FIF=...&...``: the IIP protocol (tiles, regions, image
+  information, pixel values, profiles); without FIF, a short HTML page.
+- ``GET /images``: JSON list of the images of the data folder.
+- ``GET /``: HTML page listing the images.
+
+Every error under the prefix is JSON ``{"detail": [{"loc", "msg", "type"}]}``
+with its status, in the shape the VisiOmatic client reads: the
+:class:`~flask_fitstiles.errors.FitsTilesError` family maps to its own status,
+unknown paths to 404, other methods to 405, and anything unexpected to a 500
+that is logged once with the request but shows no detail to the client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote
+
+from flask import Blueprint, Response, current_app, request, url_for
+from markupsafe import escape
+from werkzeug.exceptions import HTTPException
+
+from .errors import BadParameterError, FitsTilesError, ImageBusyError
+from .iip import IIPRequest, parse_iip_query
+
+if TYPE_CHECKING:
+    from .extension import FitsTilesState
+    from .tiled import Tiled
+
+__all__ = ["make_blueprint"]
+
+logger = logging.getLogger(__name__)
+
+_JSON = "application/json"
+_OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
+_COMMANDS = "INFO, obj, JTL=z,n, RGN=x1,y1:x2,y2 (with BIN), VAL=x,y or PFL=x1,y1:x2,y2"
+
+
+def _state() -> FitsTilesState:
+    """Return the state of the mount that routed the current request."""
+    mounts = current_app.extensions["fitstiles"]
+    return cast("FitsTilesState", mounts[request.blueprint])
+
+
+def _json(body: str, status: int = 200) -> Response:
+    return Response(body, status=status, mimetype=_JSON)
+
+
+def _detail(status: int, loc: list[str], msg: str, error_type: str) -> Response:
+    body = json.dumps({"detail": [{"loc": loc, "msg": msg, "type": error_type}]})
+    return _json(body, status)
+
+
+# -- the IIP endpoint -------------------------------------------------------------------
+
+
+def iip() -> Response:
+    """Answer one IIP request (see the IIP table of the design).
+
+    Returns
+    -------
+    response : flask.Response
+        JPEG, JSON, text or HTML, depending on the command.
+    """
+    query = parse_iip_query(request.args.items(multi=True))
+    if query.fif is None:
+        if _has_command(query):
+            raise BadParameterError(
+                "FIF is required: name the image, e.g. FIF=image.fits&INFO "
+                "(the images endpoint lists them)",
+                ("query", "FIF"),
+            )
+        return _service_page()
+    if not _has_command(query):
+        raise BadParameterError(
+            f"FIF alone is not a request; add one of {_COMMANDS}", ("query",)
+        )
+    state = _state()
+    tiled = state.registry.open(query.fif, query.extnum)
+    if query.tile is not None:
+        return _tile(tiled, *query.tile, query, state.settings.tile_max_age)
+    if query.info:
+        model = tiled.get_model().model_copy(update={"type": state.settings.service_type})
+        return _json(model.model_dump_json())
+    if query.obj:
+        return Response(tiled.get_iipheaderstr(), mimetype="text/plain")
+    if query.region is not None:
+        jpeg = tiled.get_encoded_region(
+            query.region, binning=query.binning, **_render_options(query)
+        )
+        return Response(jpeg, mimetype="image/jpeg")
+    if query.value is not None:
+        values = tiled.get_pixel_values(query.channels or (1,), query.value)
+        return _json(values.model_dump_json())
+    if query.profile is not None:
+        profile = tiled.get_profiles(query.channels or None, *query.profile)
+        return _json(profile.model_dump_json())
+    raise BadParameterError(f"add one of {_COMMANDS}", ("query",))  # pragma: no cover
+
+
+def _has_command(query: IIPRequest) -> bool:
+    return (
+        query.info
+        or query.obj
+        or query.tile is not None
+        or query.region is not None
+        or query.value is not None
+        or query.profile is not None
+    )
+
+
+def _render_options(query: IIPRequest) -> dict[str, Any]:
+    return {
+        "channel": query.channel,
+        "minmax": query.minmax or None,
+        "mix": query.mix or None,
+        "brightness": query.brightness,
+        "contrast": query.contrast,
+        "gamma": query.gamma,
+        "colormap": query.colormap,
+        "invert": query.invert,
+        "quality": query.quality,
+    }
+
+
+def _tile(tiled: Tiled, z: int, index: int, query: IIPRequest, max_age: int) -> Response:
+    """Return one tile; the hot path of the service."""
+    # JTL counts levels from the coarsest; a z beyond the finest means full resolution.
+    level = max(0, tiled.nlevels - 1 - z)
+    jpeg = tiled.get_encoded_tile(level, index, **_render_options(query))
+    response = Response(jpeg, mimetype="image/jpeg")
+    response.headers["Cache-Control"] = f"public, max-age={max_age}"
+    return response
+
+
+def _service_page() -> Response:
+    state = _state()
+    images_url = url_for(f"{request.blueprint}.images")
+    index_url = url_for(f"{request.blueprint}.index")
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>FITS tile service</title></head>
+<body>
+<h1>FITS tile service</h1>
+<p>This is an <a href="https://iipimage.sourceforge.io/documentation/protocol/">IIP</a>
+endpoint (flask_fitstiles, type
+<code>{escape(state.settings.service_type)}</code>) for the FITS images of one folder.
+Name an image with <code>FIF</code> and add a command:</p>
+<ul>
+<li><code>?FIF=image.fits&amp;INFO</code>: image information (JSON)</li>
+<li><code>?FIF=image.fits&amp;obj</code>: IIP header (text)</li>
+<li><code>?FIF=image.fits&amp;JTL=z,n</code>: JPEG tile n of level z (0 is the coarsest);
+rendering with CHAN, MINMAX, MIX, CMP, INV, BRT, CNT, GAM, QLT</li>
+<li><code>?FIF=image.fits&amp;RGN=x1,y1:x2,y2&amp;BIN=b</code>: JPEG of a region</li>
+<li><code>?FIF=image.fits&amp;VAL=x,y</code>: pixel values (JSON)</li>
+<li><code>?FIF=image.fits&amp;PFL=x1,y1:x2,y2</code>: profile along a line (JSON)</li>
+</ul>
+<p>The images: <a href="{escape(index_url)}">list</a>,
+<a href="{escape(images_url)}">JSON</a>.</p>
+</body></html>
+"""
+    return Response(body, mimetype="text/html")
+
+
+# -- other endpoints --------------------------------------------------------------------
+
+
+def images() -> Response:
+    """Return the JSON list of the images of the data folder.
+
+    Returns
+    -------
+    response : flask.Response
+        ``[{"name": ..., "size": ..., "prepared": ...}, ...]``.
+    """
+    return _json(json.dumps(_state().registry.list_images()))
+
+
+def index() -> Response:
+    """Return an HTML page that lists the images, with links to their information.
+
+    Returns
+    -------
+    response : flask.Response
+        HTML page.
+    """
+    state = _state()
+    iip_url = url_for(f"{request.blueprint}.iip")
+    rows = []
+    for image in state.registry.list_images():
+        name = image["name"]
+        link = escape(f"{iip_url}?FIF={quote(name, safe='/')}")
+        rows.append(
+            f'<tr><td><a href="{link}&amp;INFO">{escape(name)}</a></td>'
+            f'<td style="text-align:right">{image["size"] / 2**20:.1f} MiB</td>'
+            f'<td><a href="{link}&amp;obj">header</a></td>'
+            f'<td><a href="{link}&amp;JTL=0,0">preview</a></td>'
+            f"<td>{'prepared' if image['prepared'] else 'not prepared yet'}</td></tr>"
+        )
+    table = "\n".join(rows) or '<tr><td colspan="5">No FITS image in the folder.</td></tr>'
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>FITS images</title></head>
+<body>
+<h1>FITS images</h1>
+<table>
+<tr><th>image</th><th>size</th><th></th><th></th><th></th></tr>
+{table}
+</table>
+<p>Served by the <a href="{escape(iip_url)}">IIP endpoint</a>; point an IIP client
+such as VisiOmatic at <code>{escape(iip_url)}?FIF=&lt;image&gt;</code>.</p>
+</body></html>
+"""
+    return Response(body, mimetype="text/html")
+
+
+def not_found(path: str = "") -> Response:
+    """Answer JSON 404 for any other path under the prefix.
+
+    Parameters
+    ----------
+    path : str, optional
+        The unknown path (not echoed).
+
+    Returns
+    -------
+    response : flask.Response
+        JSON 404.
+    """
+    return _detail(
+        404,
+        ["path"],
+        "no such endpoint; this service answers iip (the IIP protocol), images "
+        "and the page at its root",
+        "not_found",
+    )
+
+
+def method_not_allowed(path: str = "") -> Response:
+    """Answer JSON 405 to a method other than GET, HEAD or OPTIONS.
+
+    Parameters
+    ----------
+    path : str, optional
+        The path (not echoed).
+
+    Returns
+    -------
+    response : flask.Response
+        JSON 405 with an ``Allow`` header.
+    """
+    response = _detail(
+        405,
+        ["method"],
+        f"method {request.method} is not allowed here; use GET",
+        "method_not_allowed",
+    )
+    response.headers["Allow"] = "GET, HEAD, OPTIONS"
+    return response
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def handle_fitstiles_error(error: FitsTilesError) -> Response:
+    """Translate a FitsTilesError into its JSON answer and status.
+
+    Parameters
+    ----------
+    error : FitsTilesError
+        The error.
+
+    Returns
+    -------
+    response : flask.Response
+        ``{"detail": [...]}`` with the error's status (and Retry-After for 503).
+    """
+    response = _json(json.dumps({"detail": error.to_detail()}), error.status)
+    if isinstance(error, ImageBusyError):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def handle_http_error(error: HTTPException) -> Response:
+    """Translate a werkzeug HTTP error raised inside a view into JSON.
+
+    Parameters
+    ----------
+    error : werkzeug.exceptions.HTTPException
+        The error.
+
+    Returns
+    -------
+    response : flask.Response
+        ``{"detail": [...]}`` with the error's status.
+    """
+    code = error.code or 500
+    name = (error.name or "error").lower().replace(" ", "_")
+    return _detail(code, [], error.description or error.name or "error", name)
+
+
+def handle_unexpected_error(error: Exception) -> Response:
+    """Log an unexpected error with its request and answer a bare JSON 500.
+
+    Parameters
+    ----------
+    error : Exception
+        The error.
+
+    Returns
+    -------
+    response : flask.Response
+        JSON 500 that shows nothing of the error itself.
+    """
+    logger.exception("unexpected error answering %s %s", request.method, request.full_path)
+    return _detail(
+        500,
+        [],
+        "internal server error; it has been logged, try again later or tell the site's "
+        "administrators",
+        "server_error",
+    )
+
+
+# -- assembly ----------------------------------------------------------------------------
+
+
+def make_blueprint(name: str) -> Blueprint:
+    """Return the blueprint of one FitsTiles mount.
+
+    The views find their settings and registry in
+    ``current_app.extensions["fitstiles"][name]``, ``name`` being the
+    blueprint's name.
+
+    Parameters
+    ----------
+    name : str
+        Name of the mount (also the blueprint's name).
+
+    Returns
+    -------
+    blueprint : flask.Blueprint
+        Blueprint with the views and the error handlers.
+    """
+    bp = Blueprint(name, __name__)
+    for rule, endpoint, view in (
+        ("/iip", "iip", iip),
+        ("/images", "images", images),
+        ("/", "index", index),
+    ):
+        bp.add_url_rule(rule, endpoint, view, methods=["GET"])
+        bp.add_url_rule(
+            rule, f"{endpoint}_other", method_not_allowed, methods=_OTHER_METHODS
+        )
+    bp.add_url_rule(
+        "/<path:path>", "not_found", not_found, methods=["GET", *_OTHER_METHODS]
+    )
+    bp.register_error_handler(FitsTilesError, handle_fitstiles_error)
+    bp.register_error_handler(HTTPException, handle_http_error)
+    bp.register_error_handler(Exception, handle_unexpected_error)
+    return bp

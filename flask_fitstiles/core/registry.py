@@ -1,0 +1,423 @@
+"""FIF name -> :class:`~flask_fitstiles.tiled.Tiled`: path safety, freshness, open images.
+
+An :class:`ImageRegistry` serves the FITS files of one data folder. It never
+imports Flask: the web layer calls :meth:`ImageRegistry.resolve` and
+:meth:`ImageRegistry.get` (or :meth:`ImageRegistry.open` for both at once).
+
+Safety: a name from a client is checked as text first (relative, no ``..``, no
+hidden component, a FITS suffix), then its real path must still lie inside the
+real data folder and be a regular file. Nothing outside the folder is opened,
+and error messages never show a server path.
+
+Per process: the registry keeps an LRU of open images and one cache of encoded
+tiles shared by all of them. Both are made on first use *in the process* (so
+after gunicorn forks its workers) and are guarded by locks; concurrent first
+requests for one image wait for a single load, and the inter-process file lock
+of :func:`~flask_fitstiles.tiled.pickledTiled` makes one worker prepare it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cachetools import LRUCache
+
+from ..errors import BadFitsError, ImageNotFoundError
+from ..tiled import Tiled, _load_fresh, get_object_filename, pickledTiled
+from .tilecache import TileCache
+
+__all__ = ["FITS_SUFFIXES", "ImageRegistry"]
+
+logger = logging.getLogger(__name__)
+
+#: File name endings served as FITS images (compared in lower case).
+FITS_SUFFIXES: tuple[str, ...] = (".fits", ".fit", ".fts", ".fz", ".fits.gz")
+
+# Files that failed to load are remembered (by size and mtime) so that a broken
+# file is not read again on every request; this bounds that memory.
+_MAX_FAILURES = 256
+# Longest image name echoed back in an error message.
+_MAX_ECHO = 200
+
+_Key = tuple[str, int | None]
+
+
+def _echo(name: str) -> str:
+    """Return a client-given name fit for an error message (quoted, shortened)."""
+    return repr(name if len(name) <= _MAX_ECHO else name[:_MAX_ECHO] + "...")
+
+
+def is_fits_name(name: str) -> bool:
+    """Tell whether a file name has one of the FITS suffixes (any case).
+
+    Parameters
+    ----------
+    name : str
+        File name.
+
+    Returns
+    -------
+    fits : bool
+        True if the name ends with one of :data:`FITS_SUFFIXES`.
+    """
+    return name.lower().endswith(FITS_SUFFIXES)
+
+
+@dataclass
+class _ProcessState:
+    """Everything the registry holds in memory for one process."""
+
+    pid: int
+    open_images: LRUCache[_Key, Tiled]
+    tile_cache: TileCache
+    failures: LRUCache[Hashable, tuple[str, tuple[str, ...]]]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Per-image load locks with their number of users, removed when unused.
+    loading: dict[_Key, tuple[threading.Lock, list[int]]] = field(default_factory=dict)
+
+
+class ImageRegistry:
+    """The FITS images of one data folder, prepared on demand and kept open per process.
+
+    Parameters
+    ----------
+    data_dir : str or path
+        Folder of the served images; it must exist.
+    cache_dir : str or path
+        Folder of the prepared images (pickles and memory-mapped pyramids).
+    tile_size : tuple[int, int], optional
+        Tile shape (height, width) in pixels.
+    brightness, contrast, color_saturation, gamma : float, optional
+        Display defaults of the served images.
+    quality : int, optional
+        Default JPEG quality.
+    max_region_tiles : int, optional
+        Most tiles a region (RGN) request may cover.
+    max_open_images : int, optional
+        Most images kept open per process (least recently used ones are closed).
+    tile_cache_bytes : int, optional
+        Size bound of the per-process cache of encoded tiles; 0 disables it.
+    prepare_wait : float, optional
+        Seconds to wait for another process that prepares the same image
+        before answering "busy" (:class:`~flask_fitstiles.errors.ImageBusyError`).
+    nthreads : int, optional
+        Compute threads used while preparing an image (None: one per CPU).
+
+    Raises
+    ------
+    NotADirectoryError
+        If ``data_dir`` is not an existing folder.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        cache_dir: str | os.PathLike[str],
+        *,
+        tile_size: tuple[int, int] = (256, 256),
+        brightness: float = 0.0,
+        contrast: float = 1.0,
+        color_saturation: float = 1.5,
+        gamma: float = 2.2,
+        quality: int = 95,
+        max_region_tiles: int = 1024,
+        max_open_images: int = 32,
+        tile_cache_bytes: int = 256 << 20,
+        prepare_wait: float = 60.0,
+        nthreads: int | None = None,
+    ) -> None:
+        real = os.path.realpath(os.fspath(data_dir))
+        if not os.path.isdir(real):
+            raise NotADirectoryError(
+                f"the data folder {os.fspath(data_dir)} does not exist"
+            )
+        self.data_dir = Path(real)
+        self.cache_dir = Path(os.path.abspath(os.fspath(cache_dir)))
+        self.tile_size = (int(tile_size[0]), int(tile_size[1]))
+        self.max_open_images = int(max_open_images)
+        self.tile_cache_bytes = int(tile_cache_bytes)
+        self.prepare_wait = float(prepare_wait)
+        self.tiled_options: dict[str, Any] = {
+            "tilesize": self.tile_size,
+            "brightness": float(brightness),
+            "contrast": float(contrast),
+            "color_saturation": float(color_saturation),
+            "gamma": float(gamma),
+            "quality": int(quality),
+            "max_region_tile_count": int(max_region_tiles),
+            "nthreads": nthreads,
+        }
+        self._state: _ProcessState | None = None
+        self._state_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.data_dir)!r})"
+
+    # -- per-process state -------------------------------------------------------------
+
+    def _process_state(self) -> _ProcessState:
+        """Return this process's caches, making them on first use after a fork."""
+        pid = os.getpid()
+        state = self._state
+        if state is not None and state.pid == pid:
+            return state
+        with self._state_lock:
+            state = self._state
+            if state is None or state.pid != pid:
+                state = _ProcessState(
+                    pid=pid,
+                    open_images=LRUCache(maxsize=max(1, self.max_open_images)),
+                    tile_cache=TileCache(self.tile_cache_bytes),
+                    failures=LRUCache(maxsize=_MAX_FAILURES),
+                )
+                self._state = state
+            return state
+
+    @property
+    def tile_cache(self) -> TileCache:
+        """The encoded-tile cache of this process, shared by every open image."""
+        return self._process_state().tile_cache
+
+    # -- names -------------------------------------------------------------------------
+
+    def resolve(self, fif: str) -> Path:
+        """Return the real path of an image given by its name relative to the data folder.
+
+        Parameters
+        ----------
+        fif : str
+            Relative POSIX path of the image (``FIF`` without its ``[N]`` suffix).
+
+        Returns
+        -------
+        path : pathlib.Path
+            Real (symlink-free) path of a regular file inside the data folder.
+
+        Raises
+        ------
+        ImageNotFoundError
+            If the name is not a plain relative path to a FITS file inside the
+            data folder (absolute, ``..`` or hidden components, backslash, NUL,
+            empty components, other suffix), or leads outside the folder through
+            a symlink, or no such file exists.
+        """
+        loc = ("query", "FIF")
+        parts = fif.split("/")
+        if (
+            not fif
+            or "\0" in fif
+            or "\\" in fif
+            or any(not part or part.startswith(".") for part in parts)
+        ):
+            raise ImageNotFoundError(
+                "FIF must name an image by its path relative to the data folder, "
+                "without '..', hidden or empty components, backslashes or NUL; "
+                "the images endpoint lists the names",
+                loc,
+            )
+        not_found = ImageNotFoundError(
+            f"no image {_echo(fif)} in the data folder; "
+            "the images endpoint lists the names",
+            loc,
+        )
+        if not is_fits_name(parts[-1]):
+            raise not_found
+        real = os.path.realpath(os.path.join(self.data_dir, *parts))
+        if not self._inside(real):
+            raise not_found
+        try:
+            mode = os.stat(real).st_mode
+        except OSError:
+            raise not_found from None
+        if not stat.S_ISREG(mode):
+            raise not_found
+        return Path(real)
+
+    def _inside(self, real: str) -> bool:
+        """Tell whether a real path lies strictly inside the data folder."""
+        root = os.fspath(self.data_dir)
+        return real.startswith(root.rstrip(os.sep) + os.sep)
+
+    # -- images ------------------------------------------------------------------------
+
+    def open(self, fif: str, extnum: int | None = None) -> Tiled:
+        """Return the open image of a client-given name (:meth:`resolve` + :meth:`get`).
+
+        Parameters
+        ----------
+        fif : str
+            Image name relative to the data folder.
+        extnum : int, optional
+            HDU number, to serve that HDU alone.
+
+        Returns
+        -------
+        tiled : Tiled
+            The prepared image.
+        """
+        return self.get(self.resolve(fif), extnum)
+
+    def get(self, fif_path: str | os.PathLike[str], extnum: int | None = None) -> Tiled:
+        """Return the prepared image of a resolved path, loading or preparing it if needed.
+
+        Parameters
+        ----------
+        fif_path : str or path
+            Real path of the image, as returned by :meth:`resolve`.
+        extnum : int, optional
+            HDU number, to serve that HDU alone.
+
+        Returns
+        -------
+        tiled : Tiled
+            The prepared image, with the registry's tile cache attached.
+
+        Raises
+        ------
+        BadFitsError
+            If the file is not a displayable FITS image.
+        ImageBusyError
+            If another process still prepares the image after ``prepare_wait``.
+        """
+        key: _Key = (os.fspath(fif_path), extnum)
+        state = self._process_state()
+        with state.lock:
+            tiled = state.open_images.get(key)
+        if tiled is not None and tiled.is_fresh():
+            return tiled
+        lock = self._acquire_load_lock(state, key)
+        try:
+            with lock:
+                with state.lock:
+                    tiled = state.open_images.get(key)
+                if tiled is not None and tiled.is_fresh():
+                    return tiled
+                tiled = self._load(state, key)
+                with state.lock:
+                    state.open_images[key] = tiled
+                return tiled
+        finally:
+            self._release_load_lock(state, key)
+
+    @staticmethod
+    def _acquire_load_lock(state: _ProcessState, key: _Key) -> threading.Lock:
+        with state.lock:
+            entry = state.loading.get(key)
+            if entry is None:
+                entry = state.loading[key] = (threading.Lock(), [0])
+            entry[1][0] += 1
+            return entry[0]
+
+    @staticmethod
+    def _release_load_lock(state: _ProcessState, key: _Key) -> None:
+        with state.lock:
+            entry = state.loading[key]
+            entry[1][0] -= 1
+            if entry[1][0] == 0:
+                del state.loading[key]
+
+    def _load(self, state: _ProcessState, key: _Key) -> Tiled:
+        """Load (or prepare) one image; remember files that cannot be served."""
+        path, extnum = key
+        try:
+            source = os.stat(path)
+        except OSError:
+            raise ImageNotFoundError(
+                "the image disappeared from the data folder", ("query", "FIF")
+            ) from None
+        failure_key = (key, source.st_size, source.st_mtime_ns)
+        with state.lock:
+            failure = state.failures.get(failure_key)
+        if failure is not None:
+            raise BadFitsError(*failure)
+        try:
+            tiled = pickledTiled(
+                path,
+                cache_dir=self.cache_dir,
+                lock_timeout=self.prepare_wait,
+                extnum=extnum,
+                **self.tiled_options,
+            )
+        except BadFitsError as error:
+            with state.lock:
+                # Message and location only: the exception would keep its frames.
+                state.failures[failure_key] = (error.msg, error.loc)
+            raise
+        tiled.tile_cache = state.tile_cache
+        return tiled
+
+    def is_prepared(
+        self, fif_path: str | os.PathLike[str], extnum: int | None = None
+    ) -> bool:
+        """Tell whether an image has a fresh prepared copy (no preparation needed).
+
+        Parameters
+        ----------
+        fif_path : str or path
+            Real path of the image, as returned by :meth:`resolve`.
+        extnum : int, optional
+            HDU number.
+
+        Returns
+        -------
+        prepared : bool
+            True if the image is open and fresh in this process, or if a fresh
+            pickle made with the registry's tile size is in the cache folder.
+        """
+        path = os.fspath(fif_path)
+        state = self._process_state()
+        with state.lock:
+            tiled = state.open_images.get((path, extnum))
+        if tiled is not None and tiled.is_fresh():
+            return True
+        object_filename = get_object_filename(path, self.cache_dir, extnum)
+        if not os.path.exists(object_filename):
+            return False
+        return _load_fresh(object_filename, path, self.tile_size) is not None
+
+    def list_images(self) -> list[dict[str, Any]]:
+        """Return the FITS files of the data folder, recursively.
+
+        Hidden files and folders are skipped, and so are symlinks that lead
+        outside the data folder or to anything but a regular file.
+
+        Returns
+        -------
+        images : list of dict
+            One ``{"name": str, "size": int, "prepared": bool}`` per file, sorted
+            by name; ``name`` is the relative POSIX path (the ``FIF`` value) and
+            ``size`` the file size in bytes.
+        """
+        images = []
+        root = os.fspath(self.data_dir)
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for filename in files:
+                if filename.startswith(".") or not is_fits_name(filename):
+                    continue
+                real = os.path.realpath(os.path.join(folder, filename))
+                if not self._inside(real):
+                    continue
+                try:
+                    info = os.stat(real)
+                except OSError:
+                    continue
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                name = Path(os.path.relpath(os.path.join(folder, filename), root))
+                images.append(
+                    {
+                        "name": name.as_posix(),
+                        "size": info.st_size,
+                        "prepared": self.is_prepared(real),
+                    }
+                )
+        images.sort(key=lambda image: str(image["name"]))
+        return images
