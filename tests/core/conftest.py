@@ -49,6 +49,7 @@ def write_mosaic(
     gap: int = 5,
     origin: tuple[int, int] = (1, 1),
     reversed_ccd: int = 5,
+    reversed_y_ccd: int | None = None,
     wcs_form: str = "cd",
 ) -> MosaicSpec:
     rng = np.random.default_rng(42)
@@ -64,8 +65,11 @@ def write_mosaic(
         y1 = origin[1] + row * (ccd_ny + gap)
         x2, y2 = x1 + ccd_nx - 1, y1 + ccd_ny - 1
         xstep = -1 if k == reversed_ccd else 1
+        ystep = -1 if k == reversed_y_ccd else 1
         if xstep < 0:
             x1, x2 = x2, x1
+        if ystep < 0:
+            y1, y2 = y2, y1
         raw = rng.normal(1000.0 + 10 * k, 5.0, (ccd_ny, ccd_nx + overscan)).astype(
             np.float32
         )
@@ -75,9 +79,10 @@ def write_mosaic(
         # x1 - ox + (i - 1) * xstep, so the CCD's own CRPIX follows.
         ox, oy = origin[0] - 1, origin[1] - 1
         crpix1 = 1 + (global_crpix[0] - (x1 - ox)) * xstep
-        crpix2 = 1 + (global_crpix[1] - (y1 - oy))
+        crpix2 = 1 + (global_crpix[1] - (y1 - oy)) * ystep
         ccd_cd = cd.copy()
         ccd_cd[:, 0] *= xstep
+        ccd_cd[:, 1] *= ystep
         header = tan_header((crpix1, crpix2), ccd_cd)
         if wcs_form == "pc":
             cdelt = np.array([abs(ccd_cd[0, 0]) * 1.5, abs(ccd_cd[1, 1]) * 0.5])
@@ -86,6 +91,14 @@ def write_mosaic(
                     del header[f"CD{i + 1}_{j + 1}"]
                     header[f"PC{i + 1}_{j + 1}"] = ccd_cd[i, j] / cdelt[i]
             header["CDELT1"], header["CDELT2"] = cdelt
+        elif wcs_form == "crota":
+            # The same matrix as CDELTi + CROTA2 (rho = -7 deg, see rotated_cd).
+            scale = 0.2 / 3600
+            for key in ("CD1_1", "CD1_2", "CD2_1", "CD2_2"):
+                del header[key]
+            header["CDELT1"] = -scale * xstep
+            header["CDELT2"] = scale * ystep
+            header["CROTA2"] = -7.0
         header["EXTNAME"] = f"CCD{k + 1:02d}"
         header["DATASEC"] = f"[1:{ccd_nx},1:{ccd_ny}]"
         header["DETSEC"] = f"[{x1}:{x2},{y1}:{y2}]"

@@ -296,6 +296,7 @@ def check_mosaic(spec: MosaicSpec, cache_dir: Path) -> Tiled:
                 assert model.detslice[0] == [x1 - sx, x2 - sx, -1]
             else:
                 assert model.detslice[0] == [x1 - sx, x2 - sx, 1]
+            assert model.detslice[1] == [y1 - sy, y2 - sy, 1 if y2 >= y1 else -1]
     assert seen_reversed
     # Overscan (value 300) never reaches the frame; gaps are blank.
     data = t.get_data()
@@ -318,6 +319,18 @@ def test_mosaic_offset_origin_and_pc_form(tmp_path: Path, cache_dir: Path) -> No
     )
     t = check_mosaic(spec, cache_dir)
     assert "PC1_1" not in t.header and "CD1_1" in t.header
+
+
+def test_mosaic_crota_form(tmp_path: Path, cache_dir: Path) -> None:
+    spec = write_mosaic(tmp_path / "crota.fits", wcs_form="crota", reversed_ccd=0)
+    t = check_mosaic(spec, cache_dir)
+    assert "CROTA2" not in t.header and "CDELT2" not in t.header
+
+
+def test_mosaic_first_ccd_flipped_in_y(tmp_path: Path, cache_dir: Path) -> None:
+    # The global WCS derives from the first CCD: flip that one in both axes.
+    spec = write_mosaic(tmp_path / "flip.fits", reversed_ccd=0, reversed_y_ccd=0)
+    check_mosaic(spec, cache_dir)
 
 
 def test_not_fits_is_refused(tmp_path: Path, cache_dir: Path) -> None:

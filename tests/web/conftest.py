@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from webtools import Library, make_app, make_library
+
+from tests.web.webtools import Library, make_app, make_library
 
 
 @pytest.fixture(autouse=True)
