@@ -12,6 +12,7 @@ without any pixel array. Every process then maps the files read-only.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -70,6 +71,11 @@ DEFAULTS: dict[str, Any] = {
 # Longest profile line, in pixels: far beyond any real frame diagonal, small
 # enough that one request cannot ask for gigabytes of JSON.
 MAX_PROFILE_POINTS = 1 << 17
+
+# OS errors that come from the cache folder or the process, not from a bad file.
+_SERVER_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EMFILE, errno.ENFILE}
+)
 
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -325,10 +331,9 @@ class Tiled:
                 do_not_scale_image_data=True,
                 lazy_load_hdus=False,
             )
-        except Exception as error:
+        except Exception:
             raise BadFitsError(
-                f"{self.image_name} is not a readable FITS file ({type(error).__name__})",
-                ("query", "FIF"),
+                f"{self.image_name} is not a readable FITS file", ("query", "FIF")
             ) from None
         try:
             with hdus:
@@ -340,15 +345,19 @@ class Tiled:
                 self.make_mosaic(images)
                 for image in images:
                     image.release()
-        except (BadFitsError, OSError, MemoryError):
+        except (BadFitsError, MemoryError):
             raise
-        except Exception as error:
+        except OSError as error:
+            if error.errno in _SERVER_ERRNOS:
+                raise  # the cache folder's trouble, not the file's
+            raise BadFitsError(
+                f"{self.image_name} is damaged or truncated", ("query", "FIF")
+            ) from None
+        except Exception:
             # astropy raises many kinds of errors on damaged files (truncated
             # data, bad BITPIX, ...); to the client they all mean the same.
             raise BadFitsError(
-                f"{self.image_name} could not be read as a FITS image "
-                f"({type(error).__name__})",
-                ("query", "FIF"),
+                f"{self.image_name} is damaged or not a valid FITS image", ("query", "FIF")
             ) from None
         self.object_name = str(self.header.get("OBJECT", ""))
         self.nlevels = self.compute_nlevels()

@@ -90,7 +90,9 @@ BAD_PARAMETERS = [
 
 
 @pytest.mark.parametrize(("query", "name"), BAD_PARAMETERS)
-def test_bad_parameters(client: FlaskClient, library: Library, query: str, name: str) -> None:
+def test_bad_parameters(
+    client: FlaskClient, library: Library, query: str, name: str
+) -> None:
     detail = assert_error(
         iip(client, f"FIF=starfield.fits&{query}"), 400, ["query", name], library
     )
@@ -173,7 +175,6 @@ def test_not_fits_is_422(client: FlaskClient, library: Library) -> None:
             detail = assert_error(
                 iip(client, f"FIF={name}&{command}"), 422, ["query", "FIF"], library
             )
-            assert name in detail["msg"]
             assert detail["type"] == "unprocessable_entity"
 
 
