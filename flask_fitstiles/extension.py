@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,9 @@ class FitsTilesSettings:
         ``type`` of the INFO answer (the VisiOmatic client wants ``visiomatic``).
     tile_max_age : int
         ``max-age`` of the ``Cache-Control`` header of tiles, in seconds.
+    secret_key : str or bytes or None
+        Key that signs the prepared pickles (None: a random key kept in the
+        cache folder); never shown in reprs or messages.
     """
 
     data_dir: Path
@@ -90,6 +93,7 @@ class FitsTilesSettings:
     nthreads: int | None
     service_type: str
     tile_max_age: int
+    secret_key: str | bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +198,14 @@ def _service_type(value: Any, key: str) -> str:
     return value.strip()
 
 
+def _secret(value: Any, key: str) -> str | bytes | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | bytes):
+        raise _SettingError(f"{key} must be a string (its value is not shown)")
+    return value
+
+
 def _folder(value: Any, key: str) -> Path | None:
     if value is None or value == "":
         return None
@@ -219,6 +231,7 @@ _SETTINGS: Mapping[str, tuple[Any, Callable[[Any, str], Any]]] = {
     "nthreads": (None, _nthreads),
     "service_type": ("visiomatic", _service_type),
     "tile_max_age": (600, _int_in(0, math.inf)),
+    "secret_key": (None, _secret),
 }
 
 
@@ -367,6 +380,7 @@ class FitsTiles:
             tile_cache_bytes=settings.tile_cache_bytes,
             prepare_wait=settings.prepare_wait,
             nthreads=settings.nthreads,
+            secret_key=settings.secret_key,
         )
         mounts[self.name] = FitsTilesState(self.name, prefix, settings, registry)
         app.register_blueprint(make_blueprint(self.name), url_prefix=prefix)

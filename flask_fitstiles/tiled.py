@@ -16,7 +16,6 @@ import errno
 import hashlib
 import logging
 import os
-import pickle
 import re
 import secrets
 import threading
@@ -33,6 +32,7 @@ from filelock import Timeout as LockTimeout
 from .core import pyramid, render
 from .core.image import Image, find_image_hdus, header_to_dict
 from .core.mosaic import frame_geometry, mosaic_header, write_frame
+from .core.signing import dumps_signed, get_secret_key, loads_signed
 from .core.tilecache import TileCache
 from .errors import BadFitsError, BadParameterError, ImageBusyError, RegionTooLargeError
 from .models import ImageModel, PixelModel, PixelValueModel, ProfileModel, TiledModel
@@ -50,6 +50,7 @@ __all__ = [
     "get_data_filename",
     "get_image_filename",
     "get_object_filename",
+    "get_prepared",
     "get_tiles_filename",
     "pickledTiled",
 ]
@@ -265,6 +266,8 @@ class Tiled:
         Number of compute threads for parallelized operations.
     cache_dir : str or path, optional
         Cache folder (see :func:`get_cache_dir`).
+    secret_key : str or bytes, optional
+        Key that signs the pickle (see ``core.signing.get_secret_key``).
     """
 
     # Display defaults, set by set_defaults() from DEFAULTS and the arguments.
@@ -289,6 +292,7 @@ class Tiled:
         max_region_tile_count: int | None = None,
         nthreads: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        secret_key: str | bytes | None = None,
     ) -> None:
         started = time.perf_counter()
         self.filename = os.path.abspath(os.fspath(filename))
@@ -310,6 +314,8 @@ class Tiled:
             raise ValueError("tilesize must be two positive integers")
         self.format_version = FORMAT_VERSION
         self._init_runtime()
+        # Kept out of the pickle (see __getstate__): the key signs it.
+        self._secret_key = get_secret_key(self.cache_dir, secret_key)
         try:
             stat = os.stat(self.filename)
         except OSError:
@@ -413,7 +419,7 @@ class Tiled:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_lock", "_data", "_tiles", "tile_cache"):
+        for key in ("_lock", "_data", "_tiles", "tile_cache", "_secret_key"):
             state.pop(key, None)
         return state
 
@@ -674,7 +680,7 @@ class Tiled:
         aside = _aside(self.object_filename)
         try:
             with open(aside, "xb") as f:
-                pickle.dump(self, f, protocol=5)
+                f.write(dumps_signed(self, self._secret_key))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(aside, self.object_filename)
@@ -1203,16 +1209,24 @@ def _unlink_quietly(path: str) -> None:
 
 
 def _load_fresh(
-    object_filename: str, filename: str, tilesize: tuple[int, ...]
+    object_filename: str,
+    filename: str,
+    tilesize: tuple[int, ...],
+    key: bytes | None = None,
 ) -> Tiled | None:
-    """Return the pickled object if it is whole and fresh for the source, else None."""
+    """Return the pickled object if it verifies and is fresh for the source, else None."""
+    if key is None:
+        key = get_secret_key(os.path.dirname(object_filename))
     try:
         with open(object_filename, "rb") as f:
-            tiled = pickle.load(f)
+            blob = f.read()
     except FileNotFoundError:
         return None
+    try:
+        tiled = loads_signed(blob, key)
     except Exception:
-        logger.warning("ignoring unreadable prepared image %s", object_filename)
+        # A pickle that does not verify is never unpickled: it is prepared again.
+        logger.warning("ignoring unverified or unreadable %s", object_filename)
         return None
     if (
         not isinstance(tiled, Tiled)
@@ -1230,10 +1244,49 @@ def _load_fresh(
     return tiled if data_ok and tiles_ok else None
 
 
+def get_prepared(
+    filename: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
+    secret_key: str | bytes | None = None,
+    extnum: int | None = None,
+    tilesize: tuple[int, int] = (256, 256),
+) -> Tiled | None:
+    """Return the prepared image if a verified, fresh pickle exists, without preparing.
+
+    Parameters
+    ----------
+    filename : str or path
+        Path to the image.
+    cache_dir : str or path, optional
+        Cache folder (see :func:`get_cache_dir`).
+    secret_key : str or bytes, optional
+        Key that verifies pickles (see :func:`pickledTiled`).
+    extnum : int, optional
+        HDU number, when a single HDU of the file is served.
+    tilesize : tuple[int, int], optional
+        Tile shape the image must have been prepared with.
+
+    Returns
+    -------
+    tiled : Tiled or None
+        The loaded object, or None if the image needs preparing.
+    """
+    path = os.path.abspath(os.fspath(filename))
+    folder = get_cache_dir(cache_dir)
+    key = get_secret_key(folder, secret_key)
+    tiled = _load_fresh(
+        get_object_filename(path, folder, extnum), path, tuple(tilesize), key
+    )
+    if tiled is not None:
+        tiled._secret_key = key
+    return tiled
+
+
 def pickledTiled(  # noqa: N802 - the seed's name
     filename: str | os.PathLike[str],
     cache_dir: str | os.PathLike[str] | None = None,
     lock_timeout: float = -1,
+    secret_key: str | bytes | None = None,
     **kwargs: Any,
 ) -> Tiled:
     """Return pickled Tiled object if available, or initialized otherwise.
@@ -1251,6 +1304,9 @@ def pickledTiled(  # noqa: N802 - the seed's name
     lock_timeout : float, optional
         Seconds to wait for another process that prepares the image; negative
         waits forever.
+    secret_key : str or bytes, optional
+        Key that signs and verifies pickles; None means FITSTILES_SECRET_KEY,
+        else a random key kept in the cache folder.
     **kwargs : dict
         Additional keyword arguments for :class:`Tiled`; display settings
         (brightness, contrast, ...) also apply to an already prepared image.
@@ -1270,20 +1326,22 @@ def pickledTiled(  # noqa: N802 - the seed's name
     extnum = kwargs.get("extnum")
     tilesize = tuple(int(v) for v in kwargs.get("tilesize", (256, 256)))
     object_filename = get_object_filename(path, folder, extnum)
-    tiled = _load_fresh(object_filename, path, tilesize)
+    key = get_secret_key(folder, secret_key)
+    tiled = _load_fresh(object_filename, path, tilesize, key)
     if tiled is None:
         lock = FileLock(object_filename + ".lock", timeout=lock_timeout)
         try:
             with lock:
-                tiled = _load_fresh(object_filename, path, tilesize)
+                tiled = _load_fresh(object_filename, path, tilesize, key)
                 if tiled is None:
-                    tiled = Tiled(path, cache_dir=folder, **kwargs)
+                    tiled = Tiled(path, cache_dir=folder, secret_key=key, **kwargs)
         except LockTimeout:
             raise ImageBusyError(
                 f"image {Path(path).name} is being prepared by another process; "
                 "retry in a few seconds",
                 retry_after=max(1, int(lock_timeout) if lock_timeout > 0 else 5),
             ) from None
+    tiled._secret_key = key
     tiled.set_defaults(**{k: v for k, v in kwargs.items() if k in DEFAULTS})
     if kwargs.get("nthreads"):
         tiled.nthreads = int(kwargs["nthreads"])

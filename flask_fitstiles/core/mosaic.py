@@ -102,13 +102,32 @@ def write_frame(
         Number of frame rows assembled at once.
     """
     nchan, ny, nx = shape
+    # When the DETSEC areas tile the frame exactly, every pixel gets written and
+    # pre-filling stripes with blanks is wasted work; otherwise (gaps, or overlaps
+    # in a damaged file) unwritten pixels must be blank, never stale memory.
+    boxes = [
+        (min(im.detsec[0:2]), max(im.detsec[0:2]), min(im.detsec[2:4]), max(im.detsec[2:4]))
+        for im in images
+    ]
+    covered = sum((b[1] - b[0] + 1) * (b[3] - b[2] + 1) for b in boxes)
+    overlap = any(
+        a[0] <= b[1] and b[0] <= a[1] and a[2] <= b[3] and b[2] <= a[3]
+        for i, a in enumerate(boxes)
+        for b in boxes[i + 1 :]
+    )
+    fill = np.empty if covered == ny * nx and not overlap else _blank_full
     for r0 in range(0, ny, stripe_rows):
         r1 = min(ny, r0 + stripe_rows)
-        stripe = np.full((nchan, r1 - r0, nx), np.nan, dtype=np.float32)
+        stripe = fill((nchan, r1 - r0, nx), dtype=np.float32)
         for image in images:
             _place(image, stripe, r0, r1)
         for c in range(nchan):
             os.pwrite(fd, stripe[c].data.cast("B"), ((c * ny + r0) * nx) * 4)
+
+
+def _blank_full(shape: tuple[int, int, int], dtype: type) -> np.ndarray:
+    """Return an array of blank (NaN) pixels."""
+    return np.full(shape, np.nan, dtype=dtype)
 
 
 def _cd_matrix(header: fits.Header) -> tuple[float, float, float, float]:

@@ -30,7 +30,7 @@ from typing import Any
 from cachetools import LRUCache
 
 from ..errors import BadFitsError, ImageNotFoundError
-from ..tiled import Tiled, _load_fresh, get_object_filename, pickledTiled
+from ..tiled import Tiled, get_prepared, pickledTiled
 from .tilecache import TileCache
 
 __all__ = ["FITS_SUFFIXES", "ImageRegistry"]
@@ -109,6 +109,10 @@ class ImageRegistry:
         before answering "busy" (:class:`~flask_fitstiles.errors.ImageBusyError`).
     nthreads : int, optional
         Compute threads used while preparing an image (None: one per CPU).
+    secret_key : str or bytes, optional
+        Key that signs and verifies the prepared pickles (None: the
+        FITSTILES_SECRET_KEY environment variable, else a random key kept in
+        the cache folder; see :func:`~flask_fitstiles.tiled.pickledTiled`).
 
     Raises
     ------
@@ -132,6 +136,7 @@ class ImageRegistry:
         tile_cache_bytes: int = 256 << 20,
         prepare_wait: float = 60.0,
         nthreads: int | None = None,
+        secret_key: str | bytes | None = None,
     ) -> None:
         real = os.path.realpath(os.fspath(data_dir))
         if not os.path.isdir(real):
@@ -154,6 +159,7 @@ class ImageRegistry:
             "max_region_tile_count": int(max_region_tiles),
             "nthreads": nthreads,
         }
+        self._secret_key = secret_key
         self._state: _ProcessState | None = None
         self._state_lock = threading.Lock()
 
@@ -342,6 +348,7 @@ class ImageRegistry:
                 path,
                 cache_dir=self.cache_dir,
                 lock_timeout=self.prepare_wait,
+                secret_key=self._secret_key,
                 extnum=extnum,
                 **self.tiled_options,
             )
@@ -368,8 +375,9 @@ class ImageRegistry:
         Returns
         -------
         prepared : bool
-            True if the image is open and fresh in this process, or if a fresh
-            pickle made with the registry's tile size is in the cache folder.
+            True if the image is open and fresh in this process, or if a fresh,
+            verified pickle made with the registry's tile size is in the cache
+            folder.
         """
         path = os.fspath(fif_path)
         state = self._process_state()
@@ -377,10 +385,14 @@ class ImageRegistry:
             tiled = state.open_images.get((path, extnum))
         if tiled is not None and tiled.is_fresh():
             return True
-        object_filename = get_object_filename(path, self.cache_dir, extnum)
-        if not os.path.exists(object_filename):
-            return False
-        return _load_fresh(object_filename, path, self.tile_size) is not None
+        prepared = get_prepared(
+            path,
+            self.cache_dir,
+            secret_key=self._secret_key,
+            extnum=extnum,
+            tilesize=self.tile_size,
+        )
+        return prepared is not None
 
     def list_images(self) -> list[dict[str, Any]]:
         """Return the FITS files of the data folder, recursively.

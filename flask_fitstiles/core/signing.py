@@ -1,0 +1,121 @@
+"""Signed pickles: a pickle in the cache folder is only unpickled if its HMAC verifies.
+
+Unpickling runs arbitrary code, so a cache folder that someone else could write to
+must not be trusted blindly. Every pickle carries an HMAC-SHA256 of its bytes; the
+key comes from the caller (FITSTILES_SECRET_KEY or the app's SECRET_KEY), else from
+a random key kept in the cache folder with mode 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import pickle
+import secrets
+from typing import Any
+
+__all__ = ["KEY_FILENAME", "dumps_signed", "get_secret_key", "loads_signed"]
+
+KEY_FILENAME = ".fitstiles-key"
+_MAGIC = b"FITSTILES-PICKLE-1\n"
+_DIGEST_SIZE = hashlib.sha256().digest_size
+
+
+def get_secret_key(cache_dir: str, secret_key: str | bytes | None = None) -> bytes:
+    """Return the signing key.
+
+    Parameters
+    ----------
+    cache_dir : str
+        Cache folder, where a random key is kept when no key is given.
+    secret_key : str or bytes, optional
+        Explicit key; None means FITSTILES_SECRET_KEY from the environment,
+        else the key file of the cache folder (created on first use).
+
+    Returns
+    -------
+    key : bytes
+        Key bytes.
+    """
+    if secret_key is None:
+        secret_key = os.environ.get("FITSTILES_SECRET_KEY") or None
+    if secret_key is not None:
+        return secret_key.encode() if isinstance(secret_key, str) else bytes(secret_key)
+    path = os.path.join(cache_dir, KEY_FILENAME)
+    try:
+        with open(path, "rb") as f:
+            key = f.read()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    # Write aside, then link: of concurrent creators exactly one key wins and
+    # every process reads that one.
+    aside = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secrets.token_bytes(32))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(aside)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def dumps_signed(obj: Any, key: bytes) -> bytes:
+    """Pickle an object and prefix the bytes with their HMAC.
+
+    Parameters
+    ----------
+    obj : Any
+        Object to pickle.
+    key : bytes
+        Signing key.
+
+    Returns
+    -------
+    blob : bytes
+        Magic line, HMAC-SHA256 digest, pickle.
+    """
+    payload = pickle.dumps(obj, protocol=5)
+    digest = hmac.new(key, payload, hashlib.sha256).digest()
+    return _MAGIC + digest + payload
+
+
+def loads_signed(blob: bytes, key: bytes) -> Any:
+    """Unpickle signed bytes, only if their HMAC verifies.
+
+    Parameters
+    ----------
+    blob : bytes
+        Bytes made by :func:`dumps_signed`.
+    key : bytes
+        Signing key.
+
+    Returns
+    -------
+    obj : Any
+        The unpickled object.
+
+    Raises
+    ------
+    ValueError
+        If the bytes are not a signed pickle or the signature does not verify
+        (nothing is unpickled then).
+    """
+    if not blob.startswith(_MAGIC):
+        raise ValueError("not a signed pickle")
+    start = len(_MAGIC)
+    digest = blob[start : start + _DIGEST_SIZE]
+    payload = blob[start + _DIGEST_SIZE :]
+    expected = hmac.new(key, payload, hashlib.sha256).digest()
+    if not hmac.compare_digest(digest, expected):
+        raise ValueError("the pickle's signature does not verify")
+    return pickle.loads(payload)
