@@ -40,6 +40,8 @@ keepalive = 5
 timeout = max(60, _env_int("FITSTILES_PREPARE_WAIT", default=60) + 30)
 graceful_timeout = 30
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# No control socket in the home folder (gunicorn >= 25): two demos can run side by side.
+control_socket_disable = True
 
 
 def post_fork(server: Any, worker: Any) -> None:

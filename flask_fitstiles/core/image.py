@@ -9,6 +9,7 @@ beyond the second fold into channels, so every image is (channels, y, x).
 from __future__ import annotations
 
 import math
+import mmap
 import re
 import warnings
 from typing import Any
@@ -294,6 +295,27 @@ class Image:
         if out.dtype.kind == "f" and raw.dtype.kind == "f":
             out[np.isinf(out)] = np.nan
         return out
+
+    def drop_cached_pages(self) -> None:
+        """Let the kernel drop the mapped pages read so far from this process.
+
+        The source file is memory-mapped; pages already copied out would
+        otherwise stay in the process's resident set until the file is closed,
+        so preparing a large image would look (and count) as big as the file.
+        """
+        hdu = self._hdu
+        # Only plain HDUs whose data are already mapped: touching .data of a
+        # compressed HDU would decompress all of it.
+        if hdu is None or isinstance(hdu, fits.CompImageHDU) or not hdu._data_loaded:
+            return
+        base: Any = hdu.data
+        while base is not None and not isinstance(base, mmap.mmap):
+            base = getattr(base, "base", None)
+        if base is not None and hasattr(mmap, "MADV_DONTNEED"):
+            try:
+                base.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):
+                pass
 
     def release(self) -> None:
         """Drop the reference to the HDU (before pickling or closing the file)."""

@@ -123,6 +123,8 @@ def write_frame(
             _place(image, stripe, r0, r1)
         for c in range(nchan):
             os.pwrite(fd, stripe[c].data.cast("B"), ((c * ny + r0) * nx) * 4)
+        for image in images:
+            image.drop_cached_pages()
 
 
 def _blank_full(shape: tuple[int, int, int], dtype: type) -> np.ndarray:
