@@ -101,9 +101,9 @@ def _status_kib(pid: int, key: str) -> int:
     return 0
 
 
-def rss_bytes(pids: list[int]) -> int:
-    """Return the summed resident set size of ``pids``."""
-    return 1024 * sum(_status_kib(pid, "VmRSS:") for pid in pids)
+def rss_bytes(pids: list[int], key: str = "VmRSS:") -> int:
+    """Return the summed resident set size (or another status field) of ``pids``."""
+    return 1024 * sum(_status_kib(pid, key) for pid in pids)
 
 
 def hwm_bytes(pid: int) -> int:
@@ -115,15 +115,17 @@ def hwm_bytes(pid: int) -> int:
 class RssSampler:
     """Sample the memory of a process tree every ``interval`` seconds in a thread.
 
-    ``peak_sum`` is the largest summed RSS of the tree seen; ``peak_hwm`` the
-    largest VmHWM of one of its processes (the kernel's own peak, which no
-    sampling interval can miss); ``baseline`` the summed RSS at start.
+    ``peak_sum`` is the largest summed RSS of the tree seen, ``peak_anon`` the
+    largest summed anonymous RSS (heap, not file pages); ``peak_hwm`` the largest
+    VmHWM of one of its processes (the kernel's own peak, which no sampling
+    interval can miss); ``baseline`` the summed RSS at start.
     """
 
     root_pid: int
     interval: float = 0.02
     baseline: int = 0
     peak_sum: int = 0
+    peak_anon: int = 0
     peak_hwm: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -139,6 +141,7 @@ class RssSampler:
     def _sample(self) -> None:
         pids = process_tree(self.root_pid)
         self.peak_sum = max(self.peak_sum, rss_bytes(pids))
+        self.peak_anon = max(self.peak_anon, rss_bytes(pids, "RssAnon:"))
         self.peak_hwm = max([self.peak_hwm, *(hwm_bytes(pid) for pid in pids)])
 
     def _run(self) -> None:

@@ -35,9 +35,6 @@ workers = _env_int("GUNICORN_WORKERS", "WEB_CONCURRENCY", default=2)
 worker_class = "gthread"
 threads = _env_int("GUNICORN_THREADS", default=4)
 keepalive = 5
-# Preparing a large image takes a while; requests for it wait up to
-# FITSTILES_PREPARE_WAIT seconds, so the worker timeout must be longer.
-timeout = max(60, _env_int("FITSTILES_PREPARE_WAIT", default=60) + 30)
 graceful_timeout = 30
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # No control socket in the home folder (gunicorn >= 25): two demos can run side by side.

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 _JSON = "application/json"
 _OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
+_ALLOW = "GET, HEAD, OPTIONS"
 _COMMANDS = "INFO, obj, JTL=z,n, RGN=x1,y1:x2,y2 (with BIN), VAL=x,y or PFL=x1,y1:x2,y2"
 
 
@@ -239,6 +240,19 @@ def not_found(path: str = "") -> Response:
     )
 
 
+def options() -> Response:
+    """Answer OPTIONS with the methods of the endpoints.
+
+    Returns
+    -------
+    response : flask.Response
+        Empty answer with an ``Allow`` header.
+    """
+    response = Response(status=200)
+    response.headers["Allow"] = _ALLOW
+    return response
+
+
 def method_not_allowed(path: str = "") -> Response:
     """Answer JSON 405 to a method other than GET, HEAD or OPTIONS.
 
@@ -258,7 +272,7 @@ def method_not_allowed(path: str = "") -> Response:
         f"method {request.method} is not allowed here; use GET",
         "method_not_allowed",
     )
-    response.headers["Allow"] = "GET, HEAD, OPTIONS"
+    response.headers["Allow"] = _ALLOW
     return response
 
 
@@ -351,12 +365,19 @@ def make_blueprint(name: str) -> Blueprint:
         ("/images", "images", images),
         ("/", "index", index),
     ):
-        bp.add_url_rule(rule, endpoint, view, methods=["GET"])
         bp.add_url_rule(
-            rule, f"{endpoint}_other", method_not_allowed, methods=_OTHER_METHODS
+            rule, endpoint, view, methods=["GET"], provide_automatic_options=False
+        )
+        bp.add_url_rule(rule, f"{endpoint}_options", options, methods=["OPTIONS"])
+        bp.add_url_rule(
+            rule,
+            f"{endpoint}_other",
+            method_not_allowed,
+            methods=_OTHER_METHODS,
+            provide_automatic_options=False,
         )
     bp.add_url_rule(
-        "/<path:path>", "not_found", not_found, methods=["GET", *_OTHER_METHODS]
+        "/<path:path>", "not_found", not_found, methods=["GET", "OPTIONS", *_OTHER_METHODS]
     )
     bp.register_error_handler(FitsTilesError, handle_fitstiles_error)
     bp.register_error_handler(HTTPException, handle_http_error)

@@ -382,8 +382,8 @@ class FitsTiles:
             nthreads=settings.nthreads,
             secret_key=settings.secret_key,
         )
-        mounts[self.name] = FitsTilesState(self.name, prefix, settings, registry)
         app.register_blueprint(make_blueprint(self.name), url_prefix=prefix)
+        mounts[self.name] = FitsTilesState(self.name, prefix, settings, registry)
         register_cli(app)
 
     def get_state(self, app: Flask | None = None) -> FitsTilesState:

@@ -30,7 +30,7 @@ from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
 from .core import pyramid, render
-from .core.image import Image, find_image_hdus, header_to_dict
+from .core.image import Image, clean_header, find_image_hdus, header_to_dict
 from .core.mosaic import frame_geometry, mosaic_header, write_frame
 from .core.signing import dumps_signed, get_secret_key, loads_signed
 from .core.tilecache import TileCache
@@ -110,10 +110,17 @@ def get_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> str:
     return path
 
 
-def _prefix(image_filename: str | os.PathLike[str], extnum: int | None) -> str:
+def _prefix(
+    image_filename: str | os.PathLike[str],
+    extnum: int | None,
+    tilesize: tuple[int, ...] = (256, 256),
+) -> str:
     """Return the file name prefix of an image in the cache folder."""
     path = os.path.abspath(os.fspath(image_filename))
-    digest = hashlib.sha256(f"{path}\0{extnum}".encode()).hexdigest()[:20]
+    # Each (file, HDU, tile size) has its own files: two apps with different tile
+    # sizes over one cache folder must not prepare over each other.
+    tiles = "x".join(str(int(v)) for v in tilesize)
+    digest = hashlib.sha256(f"{path}\0{extnum}\0{tiles}".encode()).hexdigest()[:20]
     stem = _UNSAFE_CHARS.sub("_", os.path.basename(path))[:64]
     return f"{stem}-{digest}"
 
@@ -122,6 +129,7 @@ def get_object_filename(
     image_filename: str | os.PathLike[str],
     cache_dir: str | os.PathLike[str] | None = None,
     extnum: int | None = None,
+    tilesize: tuple[int, int] = (256, 256),
 ) -> str:
     """Return the name of the file containing the pickled Tiled object.
 
@@ -133,13 +141,15 @@ def get_object_filename(
         Cache folder (see :func:`get_cache_dir`).
     extnum : int, optional
         HDU number, when a single HDU of the file is served.
+    tilesize : tuple[int, int], optional
+        Tile shape (y, x) of the pyramid.
 
     Returns
     -------
     filename : str
         Pickled object filename.
     """
-    prefix = _prefix(image_filename, extnum)
+    prefix = _prefix(image_filename, extnum, tilesize)
     return os.path.join(get_cache_dir(cache_dir), prefix + ".pkl")
 
 
@@ -165,6 +175,7 @@ def get_data_filename(
     image_filename: str | os.PathLike[str],
     cache_dir: str | os.PathLike[str] | None = None,
     extnum: int | None = None,
+    tilesize: tuple[int, int] = (256, 256),
 ) -> str:
     """Return the name of the file containing the memory-mapped image data.
 
@@ -176,19 +187,22 @@ def get_data_filename(
         Cache folder (see :func:`get_cache_dir`).
     extnum : int, optional
         HDU number, when a single HDU of the file is served.
+    tilesize : tuple[int, int], optional
+        Tile shape (y, x) of the pyramid.
 
     Returns
     -------
     filename : str
         Filename of the memory-mapped image data.
     """
-    return get_image_filename(_prefix(image_filename, extnum), cache_dir)
+    return get_image_filename(_prefix(image_filename, extnum, tilesize), cache_dir)
 
 
 def get_tiles_filename(
     image_filename: str | os.PathLike[str],
     cache_dir: str | os.PathLike[str] | None = None,
     extnum: int | None = None,
+    tilesize: tuple[int, int] = (256, 256),
 ) -> str:
     """Return the name of the file containing the memory-mapped tile datacube.
 
@@ -200,13 +214,15 @@ def get_tiles_filename(
         Cache folder (see :func:`get_cache_dir`).
     extnum : int, optional
         HDU number, when a single HDU of the file is served.
+    tilesize : tuple[int, int], optional
+        Tile shape (y, x) of the pyramid.
 
     Returns
     -------
     filename : str
         Filename of the memory-mapped reduced pyramid levels.
     """
-    prefix = _prefix(image_filename, extnum)
+    prefix = _prefix(image_filename, extnum, tilesize)
     return os.path.join(get_cache_dir(cache_dir), prefix + ".tiles.f32")
 
 
@@ -312,6 +328,7 @@ class Tiled:
         )
         if len(tilesize) != 2 or min(tilesize) < 1:
             raise ValueError("tilesize must be two positive integers")
+        tilesize = (int(tilesize[0]), int(tilesize[1]))
         self.format_version = FORMAT_VERSION
         self._init_runtime()
         # Kept out of the pickle (see __getstate__): the key signs it.
@@ -324,9 +341,10 @@ class Tiled:
             ) from None
         self.source_size = stat.st_size
         self.source_mtime_ns = stat.st_mtime_ns
-        self.object_filename = get_object_filename(self.filename, self.cache_dir, extnum)
-        self.data_filename = get_data_filename(self.filename, self.cache_dir, extnum)
-        self.tiles_filename = get_tiles_filename(self.filename, self.cache_dir, extnum)
+        names = (self.filename, self.cache_dir, extnum, tilesize)
+        self.object_filename = get_object_filename(*names)
+        self.data_filename = get_data_filename(*names)
+        self.tiles_filename = get_tiles_filename(*names)
         for final in (self.object_filename, self.data_filename, self.tiles_filename):
             _remove_leftovers(final)
         try:
@@ -343,6 +361,7 @@ class Tiled:
             ) from None
         try:
             with hdus:
+                self.primary_header = clean_header(hdus[0].header)
                 images = [Image(hdu, minmax) for hdu in self._select_hdus(hdus)]
                 self.nchannels = images[0].nchannels
                 self.images = images
@@ -351,7 +370,9 @@ class Tiled:
                 self.make_mosaic(images)
                 for image in images:
                     image.release()
-        except (BadFitsError, MemoryError):
+        except BadFitsError as error:
+            raise BadFitsError(f"{self.image_name}: {error.msg}", error.loc) from None
+        except MemoryError:
             raise
         except OSError as error:
             if error.errno in _SERVER_ERRNOS:
@@ -577,7 +598,7 @@ class Tiled:
         header : astropy.io.fits.Header
             FITS header for the mosaic.
         """
-        return mosaic_header(self.images, self.shape)
+        return mosaic_header(self.images, self.shape, getattr(self, "primary_header", None))
 
     def get_iipheaderstr(self) -> str:
         """Generate an IIP image header.
@@ -1275,7 +1296,7 @@ def get_prepared(
     folder = get_cache_dir(cache_dir)
     key = get_secret_key(folder, secret_key)
     tiled = _load_fresh(
-        get_object_filename(path, folder, extnum), path, tuple(tilesize), key
+        get_object_filename(path, folder, extnum, tilesize), path, tuple(tilesize), key
     )
     if tiled is not None:
         tiled._secret_key = key
@@ -1324,8 +1345,9 @@ def pickledTiled(  # noqa: N802 - the seed's name
     path = os.path.abspath(os.fspath(filename))
     folder = get_cache_dir(cache_dir)
     extnum = kwargs.get("extnum")
-    tilesize = tuple(int(v) for v in kwargs.get("tilesize", (256, 256)))
-    object_filename = get_object_filename(path, folder, extnum)
+    ty, tx = (int(v) for v in kwargs.get("tilesize", (256, 256)))
+    tilesize = (ty, tx)
+    object_filename = get_object_filename(path, folder, extnum, tilesize)
     key = get_secret_key(folder, secret_key)
     tiled = _load_fresh(object_filename, path, tilesize, key)
     if tiled is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -172,7 +173,44 @@ def _cd_matrix(header: fits.Header) -> tuple[float, float, float, float]:
     )
 
 
-def mosaic_header(images: Sequence[Image], shape: tuple[int, int, int]) -> fits.Header:
+# Cards that describe an HDU's structure: rewritten for the frame, never inherited.
+_STRUCTURAL = re.compile(r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|END)$")
+
+
+def _as_primary(header: fits.Header, primary: fits.Header | None) -> fits.Header:
+    """Return an image header as the frame's primary header.
+
+    Extension structure keywords go; cards of the file's primary header that the
+    image header lacks (OBJECT, TELESCOP, DATE-OBS... of a multi-extension file)
+    are inherited, as the FITS INHERIT convention intends.
+    """
+    out = fits.Header([("SIMPLE", True), ("BITPIX", -32), ("NAXIS", 2)])
+    for card in header.cards:
+        if not _STRUCTURAL.match(card.keyword):
+            out.append(card, end=True)
+    if primary is not None and primary is not header:
+        for card in primary.cards:
+            key = card.keyword
+            if (
+                key
+                and not _STRUCTURAL.match(key)
+                and key not in out
+                and key
+                not in (
+                    "COMMENT",
+                    "HISTORY",
+                    "INHERIT",
+                )
+            ):
+                out.append(card, end=True)
+    return out
+
+
+def mosaic_header(
+    images: Sequence[Image],
+    shape: tuple[int, int, int],
+    primary: fits.Header | None = None,
+) -> fits.Header:
     """Return a header with a global WCS for the frame, from the first image's WCS.
 
     Parameters
@@ -181,6 +219,8 @@ def mosaic_header(images: Sequence[Image], shape: tuple[int, int, int]) -> fits.
         Images whose geometry was set by :func:`frame_geometry`.
     shape : tuple[int, int, int]
         Frame shape (channels, y, x).
+    primary : astropy.io.fits.Header, optional
+        The file's primary header, whose cards the frame inherits.
 
     Returns
     -------
@@ -189,17 +229,14 @@ def mosaic_header(images: Sequence[Image], shape: tuple[int, int, int]) -> fits.
         recovered and flipped with the axes, and obsolete WCS keywords removed.
     """
     image = images[0]
-    header = image.header.copy()
+    header = _as_primary(image.header, primary)
     for key in _LAYOUT_KEYWORDS:
         header.remove(key, ignore_missing=True, remove_all=True)
-    header["BITPIX"] = -32
     header["NAXIS"] = 3 if shape[0] > 1 else 2
-    header["NAXIS1"] = shape[2]
-    header["NAXIS2"] = shape[1]
+    header.insert("NAXIS", ("NAXIS1", shape[2]), after=True)
+    header.insert("NAXIS1", ("NAXIS2", shape[1]), after=True)
     if shape[0] > 1:
-        header["NAXIS3"] = shape[0]
-    else:
-        header.remove("NAXIS3", ignore_missing=True)
+        header.insert("NAXIS2", ("NAXIS3", shape[0]), after=True)
     has_wcs = any(k in header for k in ("CTYPE1", "CRPIX1", "CD1_1", "CDELT1", "PC1_1"))
     if not has_wcs:
         return header

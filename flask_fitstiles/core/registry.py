@@ -22,6 +22,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +30,11 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from ..errors import BadFitsError, ImageNotFoundError
-from ..tiled import Tiled, get_prepared, pickledTiled
+from ..errors import BadFitsError, ImageBusyError, ImageNotFoundError
+from ..tiled import Tiled, get_object_filename, get_prepared, pickledTiled
 from .tilecache import TileCache
 
-__all__ = ["FITS_SUFFIXES", "ImageRegistry"]
+__all__ = ["FITS_SUFFIXES", "ImageRegistry", "is_fits_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ FITS_SUFFIXES: tuple[str, ...] = (".fits", ".fit", ".fts", ".fz", ".fits.gz")
 # Files that failed to load are remembered (by size and mtime) so that a broken
 # file is not read again on every request; this bounds that memory.
 _MAX_FAILURES = 256
+# Verdicts of is_prepared, remembered with the stats they were made for.
+_MAX_PREPARED_MEMO = 4096
 # Longest image name echoed back in an error message.
 _MAX_ECHO = 200
 
@@ -78,6 +81,7 @@ class _ProcessState:
     open_images: LRUCache[_Key, Tiled]
     tile_cache: TileCache
     failures: LRUCache[Hashable, tuple[str, tuple[str, ...]]]
+    prepared: LRUCache[_Key, tuple[tuple[int, ...], bool]]
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Per-image load locks with their number of users, removed when unused.
     loading: dict[_Key, tuple[threading.Lock, list[int]]] = field(default_factory=dict)
@@ -182,6 +186,7 @@ class ImageRegistry:
                     open_images=LRUCache(maxsize=max(1, self.max_open_images)),
                     tile_cache=TileCache(self.tile_cache_bytes),
                     failures=LRUCache(maxsize=_MAX_FAILURES),
+                    prepared=LRUCache(maxsize=_MAX_PREPARED_MEMO),
                 )
                 self._state = state
             return state
@@ -290,7 +295,8 @@ class ImageRegistry:
         BadFitsError
             If the file is not a displayable FITS image.
         ImageBusyError
-            If another process still prepares the image after ``prepare_wait``.
+            If the image is still being prepared (by this process or another)
+            after ``prepare_wait`` seconds.
         """
         key: _Key = (os.fspath(fif_path), extnum)
         state = self._process_state()
@@ -298,19 +304,34 @@ class ImageRegistry:
             tiled = state.open_images.get(key)
         if tiled is not None and tiled.is_fresh():
             return tiled
+        # One deadline for both waits (for this process's loader thread, then for
+        # another process's file lock), so that queued threads never wait longer.
+        deadline = time.monotonic() + self.prepare_wait
         lock = self._acquire_load_lock(state, key)
         try:
-            with lock:
+            if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise self._busy(key[0])
+            try:
                 with state.lock:
                     tiled = state.open_images.get(key)
                 if tiled is not None and tiled.is_fresh():
                     return tiled
-                tiled = self._load(state, key)
+                tiled = self._load(state, key, max(0.0, deadline - time.monotonic()))
                 with state.lock:
                     state.open_images[key] = tiled
                 return tiled
+            finally:
+                lock.release()
         finally:
             self._release_load_lock(state, key)
+
+    def _busy(self, path: str) -> ImageBusyError:
+        wait = int(self.prepare_wait)
+        return ImageBusyError(
+            f"image {os.path.basename(path)} is still being prepared; "
+            "retry in a few seconds",
+            retry_after=max(1, wait) if wait > 0 else 5,
+        )
 
     @staticmethod
     def _acquire_load_lock(state: _ProcessState, key: _Key) -> threading.Lock:
@@ -329,7 +350,7 @@ class ImageRegistry:
             if entry[1][0] == 0:
                 del state.loading[key]
 
-    def _load(self, state: _ProcessState, key: _Key) -> Tiled:
+    def _load(self, state: _ProcessState, key: _Key, wait: float) -> Tiled:
         """Load (or prepare) one image; remember files that cannot be served."""
         path, extnum = key
         try:
@@ -347,7 +368,7 @@ class ImageRegistry:
             tiled = pickledTiled(
                 path,
                 cache_dir=self.cache_dir,
-                lock_timeout=self.prepare_wait,
+                lock_timeout=wait,
                 secret_key=self._secret_key,
                 extnum=extnum,
                 **self.tiled_options,
@@ -380,19 +401,39 @@ class ImageRegistry:
             folder.
         """
         path = os.fspath(fif_path)
+        key: _Key = (path, extnum)
         state = self._process_state()
         with state.lock:
-            tiled = state.open_images.get((path, extnum))
+            tiled = state.open_images.get(key)
         if tiled is not None and tiled.is_fresh():
             return True
-        prepared = get_prepared(
-            path,
-            self.cache_dir,
-            secret_key=self._secret_key,
-            extnum=extnum,
-            tilesize=self.tile_size,
+        try:
+            source = os.stat(path)
+            pickled = os.stat(
+                get_object_filename(path, self.cache_dir, extnum, self.tile_size)
+            )
+        except OSError:
+            return False
+        # Reading and verifying a pickle costs far more than two stats: the verdict
+        # is kept until the source or the pickle changes.
+        stamp = (source.st_size, source.st_mtime_ns, pickled.st_size, pickled.st_mtime_ns)
+        with state.lock:
+            memo = state.prepared.get(key)
+        if memo is not None and memo[0] == stamp:
+            return memo[1]
+        prepared = (
+            get_prepared(
+                path,
+                self.cache_dir,
+                secret_key=self._secret_key,
+                extnum=extnum,
+                tilesize=self.tile_size,
+            )
+            is not None
         )
-        return prepared is not None
+        with state.lock:
+            state.prepared[key] = (stamp, prepared)
+        return prepared
 
     def list_images(self) -> list[dict[str, Any]]:
         """Return the FITS files of the data folder, recursively.

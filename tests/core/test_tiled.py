@@ -307,7 +307,10 @@ def check_mosaic(spec: MosaicSpec, cache_dir: Path) -> Tiled:
 
 def test_mosaic_pixels_and_wcs(mosaic_image: MosaicSpec, cache_dir: Path) -> None:
     t = check_mosaic(mosaic_image, cache_dir)
-    assert t.object_name == ""  # OBJECT is in the primary HDU, the frame is the CCDs'
+    # OBJECT is in the primary HDU only: the frame inherits it.
+    assert t.object_name == "test mosaic"
+    assert t.header.cards[0].keyword == "SIMPLE" and "XTENSION" not in t.header
+    assert list(t.header.keys())[:4] == ["SIMPLE", "BITPIX", "NAXIS", "NAXIS1"]
     # Default cuts are the median of the images' cuts.
     assert_allclose(t.minmax, np.median([im.minmax for im in t.images], axis=0))
     assert "CDELT1" not in t.header and "DETSEC" not in t.header

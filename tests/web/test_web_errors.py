@@ -237,6 +237,11 @@ def test_other_paths_and_methods(client: FlaskClient, library: Library) -> None:
             response = getattr(client, method)(f"{PREFIX}{path}")
             assert_error(response, 405, ["method"], library)
             assert "GET" in response.headers["Allow"]
+    for path in ("/iip", "/images", "/"):
+        response = client.options(f"{PREFIX}{path}")
+        assert response.status_code == 200
+        assert response.headers["Allow"] == "GET, HEAD, OPTIONS"
+    assert_error(client.options(f"{PREFIX}/nope"), 404, ["path"], library)
 
 
 def test_unexpected_error_is_a_bare_logged_500(

@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.io import fits
+from filelock import FileLock
 
 from flask_fitstiles.core import registry as registry_module
 from flask_fitstiles.core.registry import ImageRegistry, is_fits_name
-from flask_fitstiles.errors import BadFitsError, ImageNotFoundError
+from flask_fitstiles.errors import BadFitsError, ImageBusyError, ImageNotFoundError
+from flask_fitstiles.tiled import get_object_filename
 from tests.web.webtools import Library, small_image
 
 
@@ -173,3 +176,32 @@ def test_prepare_options_reach_the_image(fresh_library: Library) -> None:
     assert tiled.tile_shape[1:] == (64, 128)
     assert (tiled.gamma, tiled.quality) == (1.0, 70)
     assert np.isfinite(tiled.minmax).all()
+
+
+def test_queued_threads_share_one_wait_when_busy(fresh_library: Library) -> None:
+    registry = make_registry(fresh_library, prepare_wait=0.5)
+    path = registry.resolve("small.fits")
+    lock = FileLock(get_object_filename(path, fresh_library.cache) + ".lock")
+    outcomes: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            registry.get(path)
+            outcomes.append("ok")
+        except ImageBusyError as error:
+            assert error.retry_after >= 1
+            outcomes.append("busy")
+
+    with lock:  # another process is preparing the image
+        started = time.monotonic()
+        threads = [threading.Thread(target=worker) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        elapsed = time.monotonic() - started
+    assert outcomes == ["busy"] * 6
+    assert elapsed < 2.0  # not 6 x 0.5 s one after the other
+    assert registry.get(path).shape[1:] == (200, 300)

@@ -1,0 +1,682 @@
+"""Load and preparation benchmark: our example app next to the reference server.
+
+What ``make bench`` runs. For each server (ours under gunicorn; with
+``BENCH_PEER=1`` also VisiOmatic 3.0.7, see ``peer.sh``), started on 127.0.0.1 with
+2 workers and a fresh cache folder over the same images (``make_images.py``):
+
+* preparing: time of the first INFO request of the 8192^2 and 16384^2 star
+  fields (cold cache), peak RSS meanwhile, cache bytes / float32 image bytes;
+* load, with ``wrk`` and ``tiles.lua``: random full-resolution 256 x 256 tiles of
+  the 8192^2 image, uncached (random CNT per request) and cached (64 tiles),
+  8 connections; one connection (tiles/s, p50, p99); one connection on the
+  1024^2 and 16384^2 images (scale); colour cube and mosaic (8 connections);
+* for ours also in-process: ``Tiled(path, cache_dir=...)`` alone in a
+  subprocess, its time and ``ru_maxrss``.
+
+Prints one table (ours, reference, ratio, the issue's target, PASS/FAIL) and
+writes ``$BENCH_DIR/results.json``. Environment: ``BENCH_PEER=1`` (reference
+server too), ``BENCH_DIR`` (folder), ``BENCH_DURATION`` (seconds per wrk run,
+default 10), ``BENCH_WORKERS`` (default 2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import (  # noqa: E402
+    CUBE_4K,
+    MOSAIC_8K,
+    ROOT,
+    STAR_1K,
+    STAR_8K,
+    STAR_16K,
+    RssSampler,
+    bench_dir,
+    folder_bytes,
+    free_port,
+    http_get,
+    images_dir,
+    wait_http,
+)
+from make_images import make_images  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "tiles.lua"
+DURATION = int(os.environ.get("BENCH_DURATION") or 10)
+WORKERS = int(os.environ.get("BENCH_WORKERS") or 2)
+WARMUP = 2  # seconds of cached requests before the cached run
+MB = 1e6
+
+# The reference's figures from the issue, used for the targets when it is not run.
+ISSUE_REFERENCE = {
+    "uncached_c8_tps": 118.0,
+    "cached_c8_tps": 132.0,
+    "single_p50_ms": 16.0,
+    "prepare_s": 2.5,
+    "prepare_peak_mb": 975.0,
+    "cache_ratio": 2.3,
+}
+
+
+# --------------------------------------------------------------------------------------
+# Tools
+# --------------------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    """Return the path of ``wrk``, installing the Debian package if it is missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if not shutil.which("apt-get"):
+        sys.exit("wrk is missing and apt-get is not available: install wrk first")
+    print("installing wrk (apt-get)...", flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    found = shutil.which("wrk")
+    if not found:
+        sys.exit("wrk could not be installed")
+    return found
+
+
+def machine() -> dict[str, Any]:
+    """Describe the machine: CPU, memory, kernel, load."""
+    model = ""
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo", encoding="ascii") as f:
+        mem_kib = int(f.readline().split()[1])
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "memory_gb": round(mem_kib * 1024 / 1e9, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def warm_file(path: Path) -> None:
+    """Read a file once so that both servers find it in the page cache."""
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+# --------------------------------------------------------------------------------------
+# Servers
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """One tile server under test, started in its own process group."""
+
+    name: str
+    endpoint: str
+    command: list[str]
+    run_dir: Path
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def cache_dir(self) -> Path:
+        """Folder of the prepared images."""
+        return self.run_dir / "cache"
+
+    def start(self) -> None:
+        """Start the server and wait until it answers."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.run_dir / "server.log", "wb")  # noqa: SIM115 - closed by Popen
+        self.proc = subprocess.Popen(
+            self.command,
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        try:
+            wait_http(self.port, self.endpoint, timeout=120.0)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the server's process group (ours alone), then wait for it."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
+
+    def url(self, fif: str, query: str) -> str:
+        """Return the path of an IIP request for image ``fif``."""
+        return f"{self.endpoint}?FIF={fif}&{query}"
+
+
+def our_server(root: Path) -> Server:
+    """Return our example app under gunicorn (not started)."""
+    port = free_port()
+    run_dir = root / "ours"
+    run_dir.mkdir(parents=True)
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    return Server(
+        name="ours",
+        endpoint="/iip",
+        command=[
+            str(gunicorn),
+            "-c",
+            "example_app/gunicorn.conf.py",
+            "example_app:create_app()",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(WORKERS),
+            "--no-control-socket",
+        ],
+        run_dir=run_dir,
+        port=port,
+        env={
+            "FITSTILES_DATA_DIR": str(images_dir()),
+            "FITSTILES_CACHE_DIR": str(run_dir / "cache"),
+            "GUNICORN_LOG_LEVEL": "warning",
+        },
+    )
+
+
+def peer_server(root: Path) -> Server:
+    """Return the reference server (VisiOmatic) from ``peer.sh`` (not started)."""
+    port = free_port()
+    run_dir = root / "reference"
+    run_dir.mkdir(parents=True)
+    return Server(
+        name="reference",
+        endpoint="/api",
+        command=[
+            "bash",
+            str(HERE / "peer.sh"),
+            "start",
+            str(port),
+            str(images_dir()),
+            str(run_dir),
+            str(WORKERS),
+        ],
+        run_dir=run_dir,
+        port=port,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------------------
+
+
+def prepare(server: Server, fif: str) -> dict[str, Any]:
+    """Time the first INFO request of ``fif`` and sample the server's memory."""
+    warm_file(images_dir() / fif)
+    assert server.proc is not None
+    with RssSampler(server.proc.pid, interval=0.02) as sampler:
+        started = time.perf_counter()
+        status, body = http_get(server.port, server.url(fif, "INFO"))
+        seconds = time.perf_counter() - started
+    info: dict[str, Any] = {}
+    if status == 200:
+        info = json.loads(body)
+    return {
+        "status": status,
+        "seconds": seconds,
+        "peak_hwm_mb": sampler.peak_hwm / MB,
+        "peak_tree_mb": sampler.peak_sum / MB,
+        "peak_tree_anon_mb": sampler.peak_anon / MB,
+        "baseline_tree_mb": sampler.baseline / MB,
+        "info": info,
+    }
+
+
+def grid(info: dict[str, Any]) -> tuple[int, int, int]:
+    """Return (full-resolution JTL level, columns, rows) from an INFO answer."""
+    width, height = info["full_size"][:2]
+    tile_w, tile_h = info["tile_size"][:2]
+    return (
+        int(info["tile_levels"]) - 1,
+        math.ceil(width / tile_w),
+        math.ceil(height / tile_h),
+    )
+
+
+def run_wrk(
+    server: Server,
+    fif: str,
+    info: dict[str, Any],
+    mode: str,
+    connections: int,
+    duration: int = DURATION,
+    extra: str = "",
+    label: str = "",
+) -> dict[str, Any]:
+    """Run wrk on random full-resolution tiles of ``fif``; return its figures."""
+    level, ncols, nrows = grid(info)
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(LUA),
+        f"http://127.0.0.1:{server.port}",
+        "--",
+        server.endpoint,
+        fif,
+        str(level),
+        str(ncols),
+        str(nrows),
+        mode,
+        "12345",
+        extra,
+    ]
+    load = os.getloadavg()[0]
+    out = subprocess.run(
+        command, capture_output=True, text=True, timeout=duration + 60, check=False
+    )
+    with open(server.run_dir / "wrk.log", "a", encoding="utf-8") as f:
+        f.write(f"$ {' '.join(command)}\n{out.stdout}{out.stderr}\n")
+    found = re.search(r"^WRKJSON (.*)$", out.stdout, re.MULTILINE)
+    if not found:
+        raise RuntimeError(f"wrk failed ({label}): {out.stderr or out.stdout}")
+    stats: dict[str, Any] = json.loads(found.group(1))
+    seconds = stats["duration_us"] / 1e6
+    stats["tps"] = stats["requests"] / seconds if seconds else 0.0
+    stats["errors"] = sum(
+        stats[k] for k in ("connect", "read", "write", "status", "timeout")
+    )
+    stats["loadavg_before"] = load
+    print(
+        f"  {server.name:9s} {label:28s} {stats['tps']:8.0f} tiles/s  "
+        f"p50 {stats['p50_us'] / 1000:7.2f} ms  p99 {stats['p99_us'] / 1000:7.2f} ms  "
+        f"errors {stats['errors']}",
+        flush=True,
+    )
+    return stats
+
+
+def check_tile(server: Server, fif: str, info: dict[str, Any]) -> int:
+    """Fetch one full-resolution tile; return its size (fails if not a JPEG)."""
+    level, ncols, nrows = grid(info)
+    status, body = http_get(server.port, server.url(fif, f"JTL={level},0"))
+    if status != 200 or body[:2] != b"\xff\xd8":
+        raise RuntimeError(f"{server.name}: tile request failed ({status}): {body[:200]!r}")
+    return len(body)
+
+
+def measure(server: Server) -> dict[str, Any]:
+    """Run every measurement on one server; return the figures."""
+    print(f"{server.name}: starting on 127.0.0.1:{server.port}", flush=True)
+    server.start()
+    results: dict[str, Any] = {"port": server.port}
+    try:
+        prep = {}
+        for fif in (STAR_8K, STAR_16K, STAR_1K, CUBE_4K, MOSAIC_8K):
+            prep[fif] = prepare(server, fif)
+            print(
+                f"  {server.name:9s} prepare {fif:15s} {prep[fif]['seconds']:6.2f} s  "
+                f"peak RSS {prep[fif]['peak_hwm_mb']:6.0f} MB (one process), "
+                f"{prep[fif]['peak_tree_mb']:6.0f} MB (all)  status {prep[fif]['status']}",
+                flush=True,
+            )
+            if fif == STAR_8K:
+                # Only the 8192^2 image is prepared yet: its cache size alone.
+                results["cache_bytes_8k"] = folder_bytes(server.cache_dir)
+        results["prepare"] = {
+            k: {key: v for key, v in p.items() if key != "info"} for k, p in prep.items()
+        }
+        bad = [fif for fif, p in prep.items() if p["status"] != 200]
+        if bad:
+            raise RuntimeError(f"{server.name}: INFO failed for {', '.join(bad)}")
+        info = {fif: p["info"] for fif, p in prep.items()}
+        results["tile_bytes"] = check_tile(server, STAR_8K, info[STAR_8K])
+        wrk: dict[str, dict[str, Any]] = {}
+        wrk["uncached_c8"] = run_wrk(
+            server, STAR_8K, info[STAR_8K], "uncached", 8, label="8k uncached c=8"
+        )
+        run_wrk(server, STAR_8K, info[STAR_8K], "cached", 8, WARMUP, label="(warm-up)")
+        wrk["cached_c8"] = run_wrk(
+            server, STAR_8K, info[STAR_8K], "cached", 8, label="8k cached c=8"
+        )
+        wrk["single_8k"] = run_wrk(
+            server, STAR_8K, info[STAR_8K], "uncached", 1, label="8k uncached c=1"
+        )
+        wrk["single_1k"] = run_wrk(
+            server, STAR_1K, info[STAR_1K], "uncached", 1, label="1k uncached c=1"
+        )
+        wrk["single_16k"] = run_wrk(
+            server, STAR_16K, info[STAR_16K], "uncached", 1, label="16k uncached c=1"
+        )
+        wrk["cube_c8"] = run_wrk(
+            server, CUBE_4K, info[CUBE_4K], "uncached", 8, label="cube colour uncached c=8"
+        )
+        wrk["mosaic_c8"] = run_wrk(
+            server, MOSAIC_8K, info[MOSAIC_8K], "uncached", 8, label="mosaic uncached c=8"
+        )
+        results["wrk"] = wrk
+    finally:
+        server.stop()
+    return results
+
+
+def prepare_in_process(fif: str, cache_dir: Path) -> dict[str, Any]:
+    """Prepare ``fif`` with ``Tiled`` alone in a fresh interpreter; time and peak RSS."""
+    warm_file(images_dir() / fif)
+    out = subprocess.run(
+        [sys.executable, __file__, "--in-process", str(images_dir() / fif), str(cache_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _in_process_main(path: str, cache_dir: str) -> None:
+    """Child side of :func:`prepare_in_process`: print a JSON line."""
+    from flask_fitstiles.tiled import Tiled
+
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    started = time.perf_counter()
+    Tiled(path, cache_dir=cache_dir)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        json.dumps(
+            {"seconds": seconds, "maxrss_mb": peak / MB, "before_mb": baseline / MB}
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the table: a figure of both servers and the issue's target."""
+
+    label: str
+    unit: str
+    ours: float | None
+    reference: float | None = None
+    target: str = ""
+    passed: bool | None = None
+
+    def ratio(self) -> float | None:
+        """Return ours / reference, when both are known."""
+        if self.ours is None or not self.reference:
+            return None
+        return self.ours / self.reference
+
+
+def _get(results: dict[str, Any] | None, *keys: str) -> float | None:
+    """Return a nested figure of ``results``, or None when it is missing."""
+    value: Any = results
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return float(value) if value is not None else None
+
+
+def figures(results: dict[str, Any] | None, image_bytes: int) -> dict[str, float | None]:
+    """Return the table's figures of one server."""
+
+    def wrk(run: str, key: str, scale: float = 1.0) -> float | None:
+        value = _get(results, "wrk", run, key)
+        return None if value is None else value * scale
+
+    prep8 = _get(results, "prepare", STAR_8K, "seconds")
+    prep16 = _get(results, "prepare", STAR_16K, "seconds")
+    p50_1k = wrk("single_1k", "p50_us", 1e-3)
+    p50_16k = wrk("single_16k", "p50_us", 1e-3)
+    cache = _get(results, "cache_bytes_8k")
+    errors = None
+    if results and "wrk" in results:
+        errors = float(sum(run["errors"] for run in results["wrk"].values()))
+    return {
+        "uncached_c8_tps": wrk("uncached_c8", "tps"),
+        "cached_c8_tps": wrk("cached_c8", "tps"),
+        "single_tps": wrk("single_8k", "tps"),
+        "single_p50_ms": wrk("single_8k", "p50_us", 1e-3),
+        "single_p99_ms": wrk("single_8k", "p99_us", 1e-3),
+        "errors": errors,
+        "prepare_s": prep8,
+        "prepare_peak_mb": _get(results, "prepare", STAR_8K, "peak_hwm_mb"),
+        "prepare_tree_mb": _get(results, "prepare", STAR_8K, "peak_tree_mb"),
+        "cache_ratio": None if cache is None else cache / image_bytes,
+        "p50_1k_ms": p50_1k,
+        "p50_16k_ms": p50_16k,
+        "scale_ratio": (
+            max(p50_1k, p50_16k) / min(p50_1k, p50_16k) if p50_1k and p50_16k else None
+        ),
+        "prepare16_s": prep16,
+        "prepare16_ratio": prep16 / prep8 if prep16 and prep8 else None,
+        "prepare16_peak_mb": _get(results, "prepare", STAR_16K, "peak_hwm_mb"),
+        "cube_c8_tps": wrk("cube_c8", "tps"),
+        "mosaic_c8_tps": wrk("mosaic_c8", "tps"),
+    }
+
+
+def build_rows(
+    ours: dict[str, float | None],
+    ref: dict[str, float | None] | None,
+    in_process: dict[str, Any],
+) -> list[Row]:
+    """Return the table's rows with their targets checked."""
+    have_ref = ref is not None
+    refs = ref or {}
+
+    def reference_of(key: str) -> float | None:
+        return refs.get(key) if have_ref else None
+
+    def at_most(value: float | None, limit: float) -> bool | None:
+        return None if value is None else value <= limit
+
+    def at_least(value: float | None, limit: float) -> bool | None:
+        return None if value is None else value >= limit
+
+    def relative(
+        key: str, factor: float, check: Callable[[float | None, float], bool | None]
+    ) -> tuple[str, bool | None]:
+        """Target ``factor`` x the reference (measured, else the issue's figure)."""
+        base = reference_of(key) if have_ref else ISSUE_REFERENCE.get(key)
+        if base is None:
+            return f"{factor:g} x ref", None
+        source = "" if have_ref else " (issue)"
+        sign = ">=" if check is at_least else "<="
+        return f"{sign} {factor:g} x ref = {factor * base:.4g}{source}", check(
+            ours[key], factor * base
+        )
+
+    rows: list[Row] = []
+
+    def add(
+        key: str, label: str, unit: str, target: str = "", passed: bool | None = None
+    ) -> None:
+        rows.append(Row(label, unit, ours.get(key), reference_of(key), target, passed))
+
+    add("uncached_c8_tps", "uncached tiles/s, c=8", "1/s", *relative(
+        "uncached_c8_tps", 10, at_least))
+    add("cached_c8_tps", "cached tiles/s, c=8", "1/s", ">= 3000",
+        at_least(ours["cached_c8_tps"], 3000))
+    add("single_tps", "single client tiles/s", "1/s")
+    add("single_p50_ms", "single client p50, uncached", "ms", "<= 2",
+        at_most(ours["single_p50_ms"], 2.0))
+    add("single_p99_ms", "single client p99, uncached", "ms")
+    add("errors", "errors (HTTP >= 400 + socket)", "", "= 0",
+        None if ours["errors"] is None else ours["errors"] == 0)
+    add("prepare_s", "prepare 8192^2 (first INFO)", "s", *relative(
+        "prepare_s", 0.8, at_most))
+    add("prepare_peak_mb", "peak RSS preparing (process)", "MB", *relative(
+        "prepare_peak_mb", 0.5, at_most))
+    add("prepare_tree_mb", "peak RSS preparing (all procs)", "MB")
+    rows.append(Row(
+        "in-process Tiled(): time", "s", in_process.get(STAR_8K, {}).get("seconds")))
+    rows.append(Row(
+        "in-process Tiled(): maxrss", "MB", in_process.get(STAR_8K, {}).get("maxrss_mb")))
+    add("cache_ratio", "cache / float32 image bytes", "x", "<= 1.5",
+        at_most(ours["cache_ratio"], 1.5))
+    add("p50_1k_ms", "scale: p50 1024^2, c=1", "ms")
+    add("p50_16k_ms", "scale: p50 16384^2, c=1", "ms")
+    add("scale_ratio", "scale: p50 max/min", "x", "<= 1.2",
+        at_most(ours["scale_ratio"], 1.2))
+    add("prepare16_s", "prepare 16384^2", "s")
+    add("prepare16_ratio", "prepare 16384^2 / 8192^2", "x", "<= 4.5",
+        at_most(ours["prepare16_ratio"], 4.5))
+    add("prepare16_peak_mb", "peak RSS preparing 16384^2", "MB", "< 1500",
+        None if ours["prepare16_peak_mb"] is None else ours["prepare16_peak_mb"] < 1500)
+    rows.append(Row(
+        "in-process Tiled() 16384^2: maxrss", "MB",
+        in_process.get(STAR_16K, {}).get("maxrss_mb")))
+    add("cube_c8_tps", "colour cube uncached, c=8", "1/s")
+    add("mosaic_c8_tps", "mosaic uncached, c=8", "1/s")
+    return rows
+
+
+def _fmt(value: float | None) -> str:
+    """Format a figure with 3-4 significant digits."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def print_table(rows: list[Row], have_ref: bool) -> None:
+    """Print the rows as one fixed-width table."""
+    head = ("figure", "unit", "ours", "reference", "ours/ref", "target", "result")
+    lines = []
+    for row in rows:
+        result = {True: "PASS", False: "FAIL", None: ""}[row.passed]
+        lines.append((
+            row.label,
+            row.unit,
+            _fmt(row.ours),
+            _fmt(row.reference) if have_ref else "(not run)",
+            _fmt(row.ratio()) if have_ref else "",
+            row.target,
+            result,
+        ))
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
+    rule = "  ".join("-" * w for w in widths)
+    print(rule)
+    for i, line in enumerate([head, *lines]):
+        cells = [
+            cell.ljust(w) if j in (0, 1, 5, 6) else cell.rjust(w)
+            for j, (cell, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+        if i == 0:
+            print(rule)
+    print(rule)
+
+
+def main() -> None:
+    """Run the whole benchmark and print the table."""
+    ensure_wrk()
+    make_images()
+    peer = os.environ.get("BENCH_PEER", "") not in ("", "0")
+    if peer:
+        subprocess.run(["bash", str(HERE / "peer.sh"), "setup"], check=True)
+    info = machine()
+    print(
+        f"machine: {info['cpus']} x {info['cpu']}, {info['memory_gb']} GB, "
+        f"load {info['loadavg_at_start'][0]:.2f}; {WORKERS} workers, "
+        f"{DURATION} s per wrk run",
+        flush=True,
+    )
+    folder = bench_dir()
+    root = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
+    results: dict[str, Any] = {"machine": info, "duration_s": DURATION, "workers": WORKERS}
+    try:
+        in_process = {
+            fif: prepare_in_process(fif, root / f"in-process-{fif}")
+            for fif in (STAR_8K, STAR_16K)
+        }
+        for fif, res in in_process.items():
+            print(
+                f"  in-process Tiled({fif}): {res['seconds']:.2f} s, "
+                f"maxrss {res['maxrss_mb']:.0f} MB",
+                flush=True,
+            )
+        results["in_process"] = in_process
+        for fif in (STAR_8K, STAR_16K):
+            shutil.rmtree(root / f"in-process-{fif}", ignore_errors=True)
+        makers = [our_server, peer_server] if peer else [our_server]
+        for make in makers:
+            server = make(root)
+            try:
+                results[server.name] = measure(server)
+            except Exception as error:  # report what was measured, and why not more
+                print(f"{server.name}: FAILED: {error}", flush=True)
+                results[server.name] = {"error": str(error)}
+    finally:
+        # The run folder holds the caches (GBs); keep the logs only.
+        for sub in root.glob("*/cache"):
+            shutil.rmtree(sub, ignore_errors=True)
+    image_bytes = 8192 * 8192 * 4
+    ours = figures(results.get("ours"), image_bytes)
+    ref = figures(results["reference"], image_bytes) if peer else None
+    rows = build_rows(ours, ref, results["in_process"])
+    results["figures"] = {"ours": ours, "reference": ref}
+    results["table"] = [
+        {**row.__dict__, "ratio": row.ratio()} for row in rows
+    ]
+    results["machine"]["loadavg_at_end"] = os.getloadavg()
+    print()
+    print_table(rows, peer)
+    print(f"(logs in {root})")
+    out = folder / "results.json"
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"results written to {out}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--in-process":
+        _in_process_main(sys.argv[2], sys.argv[3])
+    else:
+        main()
