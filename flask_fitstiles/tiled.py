@@ -13,11 +13,8 @@ without any pixel array. Every process then maps the files read-only.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
-import re
-import secrets
 import threading
 import time
 from collections.abc import Hashable
@@ -30,6 +27,16 @@ from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
 from .core import pyramid, render
+from .core.cachefiles import (
+    aside,
+    get_cache_dir,
+    get_data_filename,
+    get_image_filename,
+    get_object_filename,
+    get_tiles_filename,
+    remove_leftovers,
+    unlink_quietly,
+)
 from .core.image import Image, clean_header, find_image_hdus, header_to_dict
 from .core.mosaic import frame_geometry, mosaic_header, write_frame
 from .core.signing import dumps_signed, get_secret_key, loads_signed
@@ -77,173 +84,6 @@ MAX_PROFILE_POINTS = 1 << 17
 _SERVER_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EMFILE, errno.ENFILE}
 )
-
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-# -- cache folder and file names ---------------------------------------------------------
-
-
-def get_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> str:
-    """Return the cache folder, creating it (mode 0700) if needed.
-
-    Parameters
-    ----------
-    cache_dir : str or path, optional
-        Explicit folder; None means FITSTILES_CACHE_DIR from the environment,
-        else ``$XDG_CACHE_HOME/flask_fitstiles`` (``~/.cache/flask_fitstiles``).
-
-    Returns
-    -------
-    cache_dir : str
-        Absolute path of the folder.
-    """
-    if cache_dir is None:
-        cache_dir = os.environ.get("FITSTILES_CACHE_DIR") or None
-    if cache_dir is None:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-            os.path.expanduser("~"), ".cache"
-        )
-        cache_dir = os.path.join(base, "flask_fitstiles")
-    path = os.path.abspath(os.fspath(cache_dir))
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
-
-
-def _prefix(
-    image_filename: str | os.PathLike[str],
-    extnum: int | None,
-    tilesize: tuple[int, ...] = (256, 256),
-) -> str:
-    """Return the file name prefix of an image in the cache folder."""
-    path = os.path.abspath(os.fspath(image_filename))
-    # Each (file, HDU, tile size) has its own files: two apps with different tile
-    # sizes over one cache folder must not prepare over each other.
-    tiles = "x".join(str(int(v)) for v in tilesize)
-    digest = hashlib.sha256(f"{path}\0{extnum}\0{tiles}".encode()).hexdigest()[:20]
-    stem = _UNSAFE_CHARS.sub("_", os.path.basename(path))[:64]
-    return f"{stem}-{digest}"
-
-
-def get_object_filename(
-    image_filename: str | os.PathLike[str],
-    cache_dir: str | os.PathLike[str] | None = None,
-    extnum: int | None = None,
-    tilesize: tuple[int, int] = (256, 256),
-) -> str:
-    """Return the name of the file containing the pickled Tiled object.
-
-    Parameters
-    ----------
-    image_filename : str or path
-        Full image filename.
-    cache_dir : str or path, optional
-        Cache folder (see :func:`get_cache_dir`).
-    extnum : int, optional
-        HDU number, when a single HDU of the file is served.
-    tilesize : tuple[int, int], optional
-        Tile shape (y, x) of the pyramid.
-
-    Returns
-    -------
-    filename : str
-        Pickled object filename.
-    """
-    prefix = _prefix(image_filename, extnum, tilesize)
-    return os.path.join(get_cache_dir(cache_dir), prefix + ".pkl")
-
-
-def get_image_filename(prefix: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
-    """Return the name of the file containing the memory-mapped image datacube.
-
-    Parameters
-    ----------
-    prefix : str
-        Image name prefix in the cache folder.
-    cache_dir : str or path, optional
-        Cache folder (see :func:`get_cache_dir`).
-
-    Returns
-    -------
-    filename : str
-        Filename of the memory-mapped frame (channels, y, x) float32.
-    """
-    return os.path.join(get_cache_dir(cache_dir), prefix + ".data.f32")
-
-
-def get_data_filename(
-    image_filename: str | os.PathLike[str],
-    cache_dir: str | os.PathLike[str] | None = None,
-    extnum: int | None = None,
-    tilesize: tuple[int, int] = (256, 256),
-) -> str:
-    """Return the name of the file containing the memory-mapped image data.
-
-    Parameters
-    ----------
-    image_filename : str or path
-        Full image filename.
-    cache_dir : str or path, optional
-        Cache folder (see :func:`get_cache_dir`).
-    extnum : int, optional
-        HDU number, when a single HDU of the file is served.
-    tilesize : tuple[int, int], optional
-        Tile shape (y, x) of the pyramid.
-
-    Returns
-    -------
-    filename : str
-        Filename of the memory-mapped image data.
-    """
-    return get_image_filename(_prefix(image_filename, extnum, tilesize), cache_dir)
-
-
-def get_tiles_filename(
-    image_filename: str | os.PathLike[str],
-    cache_dir: str | os.PathLike[str] | None = None,
-    extnum: int | None = None,
-    tilesize: tuple[int, int] = (256, 256),
-) -> str:
-    """Return the name of the file containing the memory-mapped tile datacube.
-
-    Parameters
-    ----------
-    image_filename : str or path
-        Full image filename.
-    cache_dir : str or path, optional
-        Cache folder (see :func:`get_cache_dir`).
-    extnum : int, optional
-        HDU number, when a single HDU of the file is served.
-    tilesize : tuple[int, int], optional
-        Tile shape (y, x) of the pyramid.
-
-    Returns
-    -------
-    filename : str
-        Filename of the memory-mapped reduced pyramid levels.
-    """
-    prefix = _prefix(image_filename, extnum, tilesize)
-    return os.path.join(get_cache_dir(cache_dir), prefix + ".tiles.f32")
-
-
-def _aside(final: str) -> str:
-    """Return a temporary name next to ``final`` for a file being written."""
-    return f"{final}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _remove_leftovers(final: str) -> None:
-    """Remove temporary files of interrupted preparations of ``final``."""
-    folder, name = os.path.split(final)
-    try:
-        entries = os.listdir(folder)
-    except OSError:
-        return
-    for entry in entries:
-        if entry.startswith(name + ".tmp-"):
-            try:
-                os.unlink(os.path.join(folder, entry))
-            except OSError:
-                pass
 
 
 # -- the tiled image ---------------------------------------------------------------------
@@ -346,7 +186,7 @@ class Tiled:
         self.data_filename = get_data_filename(*names)
         self.tiles_filename = get_tiles_filename(*names)
         for final in (self.object_filename, self.data_filename, self.tiles_filename):
-            _remove_leftovers(final)
+            remove_leftovers(final)
         try:
             hdus = fits.open(
                 self.filename,
@@ -576,18 +416,18 @@ class Tiled:
         self.minmax = np.median(np.array([image.minmax for image in images]), axis=0)
         self.bitdepth = images[0].bitdepth
         self.header = self.make_header()
-        aside = _aside(self.data_filename)
+        temp = aside(self.data_filename)
         try:
-            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 os.ftruncate(fd, shape[0] * shape[1] * shape[2] * 4)
                 write_frame(images, shape, fd)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(aside, self.data_filename)
+            os.replace(temp, self.data_filename)
         except BaseException:
-            _unlink_quietly(aside)
+            unlink_quietly(temp)
             raise
 
     def make_header(self) -> fits.Header:
@@ -678,9 +518,9 @@ class Tiled:
 
     def make_tiles(self) -> None:
         """Generate all tiles from the image: write the reduced pyramid levels."""
-        aside = _aside(self.tiles_filename)
+        temp = aside(self.tiles_filename)
         try:
-            tiles_fd = os.open(aside, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            tiles_fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             data_fd = os.open(self.data_filename, os.O_RDONLY)
             try:
                 os.ftruncate(tiles_fd, self.level_offsets[-1] * 4)
@@ -691,22 +531,22 @@ class Tiled:
             finally:
                 os.close(data_fd)
                 os.close(tiles_fd)
-            os.replace(aside, self.tiles_filename)
+            os.replace(temp, self.tiles_filename)
         except BaseException:
-            _unlink_quietly(aside)
+            unlink_quietly(temp)
             raise
 
     def _save(self) -> None:
         """Pickle the object aside, then rename it: it appears whole or not at all."""
-        aside = _aside(self.object_filename)
+        temp = aside(self.object_filename)
         try:
-            with open(aside, "xb") as f:
+            with open(temp, "xb") as f:
                 f.write(dumps_signed(self, self._secret_key))
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(aside, self.object_filename)
+            os.replace(temp, self.object_filename)
         except BaseException:
-            _unlink_quietly(aside)
+            unlink_quietly(temp)
             raise
 
     # -- pixel access ------------------------------------------------------------------
@@ -1217,13 +1057,6 @@ def _background_samples(image: Image) -> np.ndarray:
         image.read_rows(y, y + 1, dx1 - 1, dx2)[:, 0, :] for y in range(dy1 - 1, dy2, step)
     ]
     return np.concatenate(samples, axis=1)
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 # -- loading prepared images -----------------------------------------------------------

@@ -46,7 +46,7 @@ CHILD = textwrap.dedent(
     elif stage == "pickle":
         original_save = tiled.Tiled._save
         def _save(self):
-            with open(tiled._aside(self.object_filename), "wb") as f:
+            with open(tiled.aside(self.object_filename), "wb") as f:
                 f.write(b"half a pickle")
             stall()
         tiled.Tiled._save = _save

@@ -1,0 +1,223 @@
+"""File names and safe writes in the cache folder of prepared images.
+
+Each prepared image has three files, named after the image's absolute path, HDU
+and tile size: the pickled :class:`~flask_fitstiles.tiled.Tiled` object, the
+frame and the reduced pyramid levels. Files are written under a temporary name
+next to their final one and renamed when complete, so a crash never leaves a
+half file under a final name; :func:`remove_leftovers` clears what a crash left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+
+__all__ = [
+    "aside",
+    "get_cache_dir",
+    "get_data_filename",
+    "get_image_filename",
+    "get_object_filename",
+    "get_tiles_filename",
+    "remove_leftovers",
+    "unlink_quietly",
+]
+
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def get_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> str:
+    """Return the cache folder, creating it (mode 0700) if needed.
+
+    Parameters
+    ----------
+    cache_dir : str or path, optional
+        Explicit folder; None means FITSTILES_CACHE_DIR from the environment,
+        else ``$XDG_CACHE_HOME/flask_fitstiles`` (``~/.cache/flask_fitstiles``).
+
+    Returns
+    -------
+    cache_dir : str
+        Absolute path of the folder.
+    """
+    if cache_dir is None:
+        cache_dir = os.environ.get("FITSTILES_CACHE_DIR") or None
+    if cache_dir is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+            os.path.expanduser("~"), ".cache"
+        )
+        cache_dir = os.path.join(base, "flask_fitstiles")
+    path = os.path.abspath(os.fspath(cache_dir))
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def _prefix(
+    image_filename: str | os.PathLike[str],
+    extnum: int | None,
+    tilesize: tuple[int, ...] = (256, 256),
+) -> str:
+    """Return the file name prefix of an image in the cache folder."""
+    path = os.path.abspath(os.fspath(image_filename))
+    # Each (file, HDU, tile size) has its own files: two apps with different tile
+    # sizes over one cache folder must not prepare over each other.
+    tiles = "x".join(str(int(v)) for v in tilesize)
+    digest = hashlib.sha256(f"{path}\0{extnum}\0{tiles}".encode()).hexdigest()[:20]
+    stem = _UNSAFE_CHARS.sub("_", os.path.basename(path))[:64]
+    return f"{stem}-{digest}"
+
+
+def get_object_filename(
+    image_filename: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
+    extnum: int | None = None,
+    tilesize: tuple[int, int] = (256, 256),
+) -> str:
+    """Return the name of the file containing the pickled Tiled object.
+
+    Parameters
+    ----------
+    image_filename : str or path
+        Full image filename.
+    cache_dir : str or path, optional
+        Cache folder (see :func:`get_cache_dir`).
+    extnum : int, optional
+        HDU number, when a single HDU of the file is served.
+    tilesize : tuple[int, int], optional
+        Tile shape (y, x) of the pyramid.
+
+    Returns
+    -------
+    filename : str
+        Pickled object filename.
+    """
+    prefix = _prefix(image_filename, extnum, tilesize)
+    return os.path.join(get_cache_dir(cache_dir), prefix + ".pkl")
+
+
+def get_image_filename(prefix: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
+    """Return the name of the file containing the memory-mapped image datacube.
+
+    Parameters
+    ----------
+    prefix : str
+        Image name prefix in the cache folder.
+    cache_dir : str or path, optional
+        Cache folder (see :func:`get_cache_dir`).
+
+    Returns
+    -------
+    filename : str
+        Filename of the memory-mapped frame (channels, y, x) float32.
+    """
+    return os.path.join(get_cache_dir(cache_dir), prefix + ".data.f32")
+
+
+def get_data_filename(
+    image_filename: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
+    extnum: int | None = None,
+    tilesize: tuple[int, int] = (256, 256),
+) -> str:
+    """Return the name of the file containing the memory-mapped image data.
+
+    Parameters
+    ----------
+    image_filename : str or path
+        Full image filename.
+    cache_dir : str or path, optional
+        Cache folder (see :func:`get_cache_dir`).
+    extnum : int, optional
+        HDU number, when a single HDU of the file is served.
+    tilesize : tuple[int, int], optional
+        Tile shape (y, x) of the pyramid.
+
+    Returns
+    -------
+    filename : str
+        Filename of the memory-mapped image data.
+    """
+    return get_image_filename(_prefix(image_filename, extnum, tilesize), cache_dir)
+
+
+def get_tiles_filename(
+    image_filename: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
+    extnum: int | None = None,
+    tilesize: tuple[int, int] = (256, 256),
+) -> str:
+    """Return the name of the file containing the memory-mapped tile datacube.
+
+    Parameters
+    ----------
+    image_filename : str or path
+        Full image filename.
+    cache_dir : str or path, optional
+        Cache folder (see :func:`get_cache_dir`).
+    extnum : int, optional
+        HDU number, when a single HDU of the file is served.
+    tilesize : tuple[int, int], optional
+        Tile shape (y, x) of the pyramid.
+
+    Returns
+    -------
+    filename : str
+        Filename of the memory-mapped reduced pyramid levels.
+    """
+    prefix = _prefix(image_filename, extnum, tilesize)
+    return os.path.join(get_cache_dir(cache_dir), prefix + ".tiles.f32")
+
+
+def aside(final: str) -> str:
+    """Return a temporary name next to ``final`` for a file being written.
+
+    Parameters
+    ----------
+    final : str
+        Final file name.
+
+    Returns
+    -------
+    name : str
+        Unique name in the same folder, recognised by :func:`remove_leftovers`.
+    """
+    return f"{final}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def remove_leftovers(final: str) -> None:
+    """Remove temporary files of interrupted writes of ``final``.
+
+    Call it only while holding the image's preparation lock.
+
+    Parameters
+    ----------
+    final : str
+        Final file name.
+    """
+    folder, name = os.path.split(final)
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.startswith(name + ".tmp-"):
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except OSError:
+                pass
+
+
+def unlink_quietly(path: str) -> None:
+    """Remove a file if it exists, ignoring errors.
+
+    Parameters
+    ----------
+    path : str
+        File to remove.
+    """
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
