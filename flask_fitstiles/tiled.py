@@ -37,7 +37,7 @@ from .core.cachefiles import (
     remove_leftovers,
     unlink_quietly,
 )
-from .core.image import Image, clean_header, find_image_hdus, header_to_dict
+from .core.image import Image, find_image_hdus, header_to_dict
 from .core.mosaic import frame_geometry, mosaic_header, write_frame
 from .core.signing import dumps_signed, get_secret_key, loads_signed
 from .core.tilecache import TileCache
@@ -201,8 +201,8 @@ class Tiled:
             ) from None
         try:
             with hdus:
-                self.primary_header = clean_header(hdus[0].header)
-                images = [Image(hdu, minmax) for hdu in self._select_hdus(hdus)]
+                primary = hdus[0].header
+                images = [Image(hdu, minmax, primary) for hdu in self._select_hdus(hdus)]
                 self.nchannels = images[0].nchannels
                 self.images = images
                 self.tile_shape = (self.nchannels, int(tilesize[0]), int(tilesize[1]))
@@ -438,7 +438,7 @@ class Tiled:
         header : astropy.io.fits.Header
             FITS header for the mosaic.
         """
-        return mosaic_header(self.images, self.shape, getattr(self, "primary_header", None))
+        return mosaic_header(self.images, self.shape)
 
     def get_iipheaderstr(self) -> str:
         """Generate an IIP image header.

@@ -26,12 +26,18 @@ __all__ = [
     "compute_background",
     "find_image_hdus",
     "header_to_dict",
+    "inherit_cards",
     "parse_2dslice",
 ]
 
 # Keep the subsample used for background statistics near this many pixels:
 # enough for a robust median, cheap even on 16k x 16k frames.
 BACKGROUND_SAMPLE_PIXELS = 1 << 20
+
+#: Cards that describe an HDU's structure: never inherited, rewritten for the frame.
+STRUCTURAL_KEYWORDS = re.compile(
+    r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|END)$"
+)
 
 _SLICE_RE = re.compile(r"^\s*\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]\s*$")
 
@@ -105,6 +111,30 @@ def clean_header(header: fits.Header) -> fits.Header:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fits.Header.fromstring(header.tostring())
+
+
+def inherit_cards(header: fits.Header, primary: fits.Header) -> None:
+    """Append the primary header's cards that an extension header lacks.
+
+    Multi-extension files keep OBJECT, FILTER, TELESCOP, DATE-OBS... in the
+    primary header only; the FITS INHERIT convention says extensions share them.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        Extension header, completed in place.
+    primary : astropy.io.fits.Header
+        The file's primary header.
+    """
+    for card in primary.cards:
+        key = card.keyword
+        if (
+            key
+            and key not in header
+            and key not in ("COMMENT", "HISTORY", "INHERIT")
+            and not STRUCTURAL_KEYWORDS.match(key)
+        ):
+            header.append(card, end=True)
 
 
 def _image_axes(hdu: Any) -> tuple[int, ...] | None:
@@ -213,10 +243,19 @@ class Image:
         The HDU, from a file opened with ``do_not_scale_image_data=True``.
     minmax : tuple[float, float], optional
         Intensity cuts for every channel, instead of the automatic ones.
+    primary : astropy.io.fits.Header, optional
+        The file's primary header, whose cards an extension inherits.
     """
 
-    def __init__(self, hdu: Any, minmax: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self,
+        hdu: Any,
+        minmax: tuple[float, float] | None = None,
+        primary: fits.Header | None = None,
+    ) -> None:
         self.header = clean_header(hdu.header)
+        if primary is not None and "XTENSION" in self.header:
+            inherit_cards(self.header, primary)
         shape = _image_axes(hdu)
         if shape is None:
             raise BadFitsError("HDU holds no image data", ("query", "FIF"))

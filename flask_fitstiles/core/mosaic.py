@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Sequence
 
 import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFitsError
-from .image import Image
+from .image import STRUCTURAL_KEYWORDS, Image
 
 __all__ = ["frame_geometry", "mosaic_header", "write_frame"]
 
@@ -173,43 +172,18 @@ def _cd_matrix(header: fits.Header) -> tuple[float, float, float, float]:
     )
 
 
-# Cards that describe an HDU's structure: rewritten for the frame, never inherited.
-_STRUCTURAL = re.compile(r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|END)$")
-
-
-def _as_primary(header: fits.Header, primary: fits.Header | None) -> fits.Header:
-    """Return an image header as the frame's primary header.
-
-    Extension structure keywords go; cards of the file's primary header that the
-    image header lacks (OBJECT, TELESCOP, DATE-OBS... of a multi-extension file)
-    are inherited, as the FITS INHERIT convention intends.
-    """
+def _as_primary(header: fits.Header) -> fits.Header:
+    """Return an image header rewritten as the frame's primary header."""
     out = fits.Header([("SIMPLE", True), ("BITPIX", -32), ("NAXIS", 2)])
     for card in header.cards:
-        if not _STRUCTURAL.match(card.keyword):
+        if not STRUCTURAL_KEYWORDS.match(card.keyword):
             out.append(card, end=True)
-    if primary is not None and primary is not header:
-        for card in primary.cards:
-            key = card.keyword
-            if (
-                key
-                and not _STRUCTURAL.match(key)
-                and key not in out
-                and key
-                not in (
-                    "COMMENT",
-                    "HISTORY",
-                    "INHERIT",
-                )
-            ):
-                out.append(card, end=True)
     return out
 
 
 def mosaic_header(
     images: Sequence[Image],
     shape: tuple[int, int, int],
-    primary: fits.Header | None = None,
 ) -> fits.Header:
     """Return a header with a global WCS for the frame, from the first image's WCS.
 
@@ -219,8 +193,6 @@ def mosaic_header(
         Images whose geometry was set by :func:`frame_geometry`.
     shape : tuple[int, int, int]
         Frame shape (channels, y, x).
-    primary : astropy.io.fits.Header, optional
-        The file's primary header, whose cards the frame inherits.
 
     Returns
     -------
@@ -229,7 +201,7 @@ def mosaic_header(
         recovered and flipped with the axes, and obsolete WCS keywords removed.
     """
     image = images[0]
-    header = _as_primary(image.header, primary)
+    header = _as_primary(image.header)
     for key in _LAYOUT_KEYWORDS:
         header.remove(key, ignore_missing=True, remove_all=True)
     header["NAXIS"] = 3 if shape[0] > 1 else 2

@@ -340,13 +340,17 @@ def render_tile(
         for index, (lo, hi) in enumerate(limits):
             _scale_into(tile[index], lo, hi, contrast, brightness, 0.0, scaled[index])
     _zero_blanks(scaled)  # a blank channel contributes nothing to the mix
-    rgb = _scratch.get("rgb", (3, npixels), np.float32)
-    np.matmul(mix_matrix(nchannels, mix), scaled.reshape(nchannels, npixels), out=rgb)
+    matrix = mix_matrix(nchannels, mix)
+    # Equal weights in R, G and B (no MIX, or a grey mix) give three equal bands:
+    # compute one and use it thrice.
+    nbands = 1 if (matrix == matrix[0]).all() else 3
+    rgb = _scratch.get("rgb", (nbands, npixels), np.float32)
+    np.matmul(matrix[:nbands], scaled.reshape(nchannels, npixels), out=rgb)
     np.add(rgb, np.float32(0.5), out=rgb)  # round, not truncate, to a table index
-    bands = _scratch.get("bands", (3, npixels), np.uint8)
+    bands = _scratch.get("bands", (nbands, npixels), np.uint8)
     _apply_levels(rgb, levels, bands)
     planes = [
-        Image.frombuffer("L", (width, height), bands[band], "raw", "L", 0, 1)
+        Image.frombuffer("L", (width, height), bands[band % nbands], "raw", "L", 0, 1)
         for band in range(3)
     ]
     # Pillow interleaves the bands far faster than a strided numpy copy, and its

@@ -311,6 +311,8 @@ def test_mosaic_pixels_and_wcs(mosaic_image: MosaicSpec, cache_dir: Path) -> Non
     assert t.object_name == "test mosaic"
     assert t.header.cards[0].keyword == "SIMPLE" and "XTENSION" not in t.header
     assert list(t.header.keys())[:4] == ["SIMPLE", "BITPIX", "NAXIS", "NAXIS1"]
+    # Each CCD's header inherits it too (the client labels channels from there).
+    assert all(im.get_model().header["OBJECT"] == "test mosaic" for im in t.images)
     # Default cuts are the median of the images' cuts.
     assert_allclose(t.minmax, np.median([im.minmax for im in t.images], axis=0))
     assert "CDELT1" not in t.header and "DETSEC" not in t.header
