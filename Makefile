@@ -23,5 +23,11 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/gunicorn -c example_app/gunicorn.conf.py "example_app:create_app()"
 
+# Load, preparation and per-tile benchmarks (benchmarks/); BENCH_PEER=1 also runs the
+# reference server (VisiOmatic 3.0.7, own venv). Images and results go to bench-data/.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/micro.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -106,6 +106,15 @@ def rss_bytes(pids: list[int], key: str = "VmRSS:") -> int:
     return 1024 * sum(_status_kib(pid, key) for pid in pids)
 
 
+def reset_hwm(pid: int) -> None:
+    """Reset the peak RSS (VmHWM) of a process to its current RSS, if allowed."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def hwm_bytes(pid: int) -> int:
     """Return the peak resident set size (VmHWM) of one process."""
     return 1024 * _status_kib(pid, "VmHWM:")
@@ -118,7 +127,8 @@ class RssSampler:
     ``peak_sum`` is the largest summed RSS of the tree seen, ``peak_anon`` the
     largest summed anonymous RSS (heap, not file pages); ``peak_hwm`` the largest
     VmHWM of one of its processes (the kernel's own peak, which no sampling
-    interval can miss); ``baseline`` the summed RSS at start.
+    interval can miss; reset at start where the kernel allows it, see
+    ``reset_hwm``); ``baseline`` the summed RSS at start.
     """
 
     root_pid: int
@@ -132,6 +142,8 @@ class RssSampler:
 
     def __enter__(self) -> RssSampler:
         pids = process_tree(self.root_pid)
+        for pid in pids:
+            reset_hwm(pid)
         self.baseline = rss_bytes(pids)
         self.peak_sum = self.baseline
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -153,6 +165,52 @@ class RssSampler:
         if self._thread is not None:
             self._thread.join()
         self._sample()
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """Return the machine's (busy, total) CPU time in clock ticks (from /proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def tree_jiffies(pid: int) -> int:
+    """Return the CPU time (user + system, clock ticks) of a process tree so far.
+
+    Children that exited and were waited for count in their parent's cumulative
+    fields; live ones are summed here.
+    """
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime, cutime, cstime are fields 14-17 (1-based) of the full line.
+        ticks += sum(int(v) for v in fields[11:15])
+    return ticks
+
+
+def wait_quiet(
+    max_wait: float = 120.0, threshold: float = 0.15, window: float = 2.0
+) -> float:
+    """Wait until the machine's CPUs are mostly idle; return the last busy fraction.
+
+    Other jobs on a small machine skew every figure: this waits, at most
+    ``max_wait`` seconds, for a ``window`` with less than ``threshold`` of the CPU
+    time busy.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy0, total0 = cpu_jiffies()
+        time.sleep(window)
+        busy1, total1 = cpu_jiffies()
+        busy = (busy1 - busy0) / max(1, total1 - total0)
+        if busy < threshold or time.monotonic() > deadline:
+            return busy
 
 
 def folder_bytes(folder: Path) -> int:

@@ -4,12 +4,14 @@
 #   benchmarks/peer.sh setup
 #       Create its own venv ($BENCH_DIR/peer-venv, default bench-data/peer-venv)
 #       with visiomatic==3.0.7 and numpy<2 (it does not run with numpy 2), once.
-#   benchmarks/peer.sh start PORT DATA_DIR RUN_DIR [WORKERS] [THREADS]
+#   benchmarks/peer.sh start PORT DATA_DIR CACHE_DIR [WORKERS] [THREADS]
 #       Run it in the foreground (exec, so the caller owns the pid) on
-#       127.0.0.1:PORT, serving DATA_DIR, with its image cache in RUN_DIR/cache
-#       (and its configuration file and shared cache dictionary in RUN_DIR);
-#       WORKERS (default 2) processes, THREADS (default: the CPU count) engine
-#       threads. Its API endpoint is /api (IIP queries: /api?FIF=name&JTL=z,n).
+#       127.0.0.1:PORT, serving DATA_DIR, with its image cache in CACHE_DIR (and
+#       its configuration file and shared cache dictionary next to it);
+#       WORKERS (default 2) processes, THREADS engine threads (default: its own
+#       default, 1, which gives it the best tile throughput and single-client
+#       latency on a 2-core machine). Its API endpoint is /api (IIP queries:
+#       /api?FIF=name&JTL=z,n).
 #
 # Environment: BENCH_DIR (benchmark folder), PEER_PYTHON (interpreter for the venv,
 # default python3).
@@ -33,23 +35,26 @@ setup() {
 }
 
 start() {
-    local port="$1" data_dir="$2" run_dir="$3"
-    local workers="${4:-2}" threads="${5:-$(nproc)}"
-    local cache_dir="$run_dir/cache"
+    local port="$1" data_dir="$2" cache_dir="$3"
+    local workers="${4:-2}" threads="${5:-}"
+    local extra=()
+    if [[ -n "$threads" ]]; then
+        extra+=(--thread_count "$threads")
+    fi
     mkdir -p "$cache_dir"
     # Its own (absent) configuration file and shared cache dictionary, so that a
     # user's settings or another run never leak into the measurement.
     exec "$venv/bin/visiomatic" \
-        --config "$run_dir/visiomatic.conf" \
+        --config "$cache_dir.visiomatic.conf" \
         --host 127.0.0.1 --port "$port" --workers "$workers" \
-        --thread_count "$threads" --no_browser \
+        --no_browser "${extra[@]}" \
         --data_dir "$data_dir" --cache_dir "$cache_dir" \
-        --ultradict_cache_file "$run_dir/ultradict.pkl"
+        --ultradict_cache_file "$cache_dir.ultradict.pkl"
 }
 
 case "${1:-}" in
     setup) setup ;;
     start) shift; start "$@" ;;
-    *) echo "usage: $0 setup | start PORT DATA_DIR RUN_DIR [WORKERS] [THREADS]" >&2
+    *) echo "usage: $0 setup | start PORT DATA_DIR CACHE_DIR [WORKERS] [THREADS]" >&2
        exit 2 ;;
 esac

@@ -11,16 +11,27 @@ What ``make bench`` runs. For each server (ours under gunicorn; with
   8 connections; one connection (tiles/s, p50, p99); one connection on the
   1024^2 and 16384^2 images (scale); colour cube and mosaic (8 connections);
 * for ours also in-process: ``Tiled(path, cache_dir=...)`` alone in a
-  subprocess, its time and ``ru_maxrss``.
+  subprocess, its time and ``ru_maxrss``;
+* calibration: a bare Flask app (``bare_app.py``) under the same gunicorn
+  settings answering a 32 KiB body, the ceiling of the HTTP stack.
 
 Prints one table (ours, reference, ratio, the issue's target, PASS/FAIL) and
 writes ``$BENCH_DIR/results.json``. Environment: ``BENCH_PEER=1`` (reference
 server too), ``BENCH_DIR`` (folder), ``BENCH_DURATION`` (seconds per wrk run,
-default 10), ``BENCH_WORKERS`` (default 2).
+default 10), ``BENCH_WORKERS`` (default 2), ``BENCH_PREPARE_REPEAT`` (cold
+preparations per image, default 3: the median time and the largest peak RSS
+are reported), ``BENCH_QUIET_WAIT`` (longest wait,
+in seconds, for other jobs to leave the CPUs before each timed run; default 60),
+``BENCH_PEER_THREADS`` (engine threads of the reference; default its own).
+
+Each wrk run also reports the server's CPU time per request and the share of
+the machine's CPU that other jobs took meanwhile ("other load"): on a 2-core
+machine a busy neighbour skews every figure, so check it before trusting one.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -29,11 +40,11 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,11 +60,14 @@ from benchlib import (  # noqa: E402
     STAR_16K,
     RssSampler,
     bench_dir,
+    cpu_jiffies,
     folder_bytes,
     free_port,
     http_get,
     images_dir,
+    tree_jiffies,
     wait_http,
+    wait_quiet,
 )
 from make_images import make_images  # noqa: E402
 
@@ -61,8 +75,14 @@ HERE = Path(__file__).resolve().parent
 LUA = HERE / "tiles.lua"
 DURATION = int(os.environ.get("BENCH_DURATION") or 10)
 WORKERS = int(os.environ.get("BENCH_WORKERS") or 2)
-WARMUP = 2  # seconds of cached requests before the cached run
+WARMUP = 2  # seconds of requests before the timed runs
+# Longest wait for the machine to be quiet before each timed run, seconds.
+QUIET_WAIT = float(os.environ.get("BENCH_QUIET_WAIT") or 60)
+# Cold preparations of the 8192^2 and 16384^2 images per server (median time).
+PREPARE_REPEAT = int(os.environ.get("BENCH_PREPARE_REPEAT") or 3)
 MB = 1e6
+# A new random seed for every wrk run: no run may repeat the requests of another.
+_SEEDS = itertools.count(int(time.time()) % 100_000 * 100)
 
 # The reference's figures from the issue, used for the targets when it is not run.
 ISSUE_REFERENCE = {
@@ -130,7 +150,11 @@ def warm_file(path: Path) -> None:
 
 @dataclass
 class Server:
-    """One tile server under test, started in its own process group."""
+    """One tile server under test, started in its own process group.
+
+    ``command`` and ``env`` may hold ``{cache}``, replaced at each start by the
+    current ``cache_dir`` (a fresh one gives a cold start).
+    """
 
     name: str
     endpoint: str
@@ -138,21 +162,31 @@ class Server:
     run_dir: Path
     port: int
     env: dict[str, str] = field(default_factory=dict)
+    #: Leftovers in /dev/shm to remove after a stop (name prefixes, lower case).
+    shm_prefixes: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
+    cache_dir: Path = Path()
+    _shm_before: set[str] = field(default_factory=set)
 
-    @property
-    def cache_dir(self) -> Path:
-        """Folder of the prepared images."""
-        return self.run_dir / "cache"
+    def __post_init__(self) -> None:
+        self.cache_dir = self.run_dir / "cache"
 
-    def start(self) -> None:
-        """Start the server and wait until it answers."""
+    def start(self, cache_dir: Path | None = None) -> None:
+        """Start the server (on ``cache_dir`` if given) and wait until it answers."""
+        if cache_dir is not None:
+            self.cache_dir = cache_dir
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.run_dir / "server.log", "wb")  # noqa: SIM115 - closed by Popen
+        cache = str(self.cache_dir)
+        if self.shm_prefixes:
+            self._shm_before = set(os.listdir("/dev/shm"))
+        log = open(self.run_dir / "server.log", "ab")  # noqa: SIM115 - closed by Popen
         self.proc = subprocess.Popen(
-            self.command,
+            [arg.replace("{cache}", cache) for arg in self.command],
             cwd=ROOT,
-            env={**os.environ, **self.env},
+            env={
+                **os.environ,
+                **{k: v.replace("{cache}", cache) for k, v in self.env.items()},
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -177,20 +211,24 @@ class Server:
             proc.wait()
         except ProcessLookupError:
             pass
+        time.sleep(0.5)  # let its children exit and free the port
+        for name in set(os.listdir("/dev/shm")) - self._shm_before:
+            if any(p in name.lower() for p in self.shm_prefixes):
+                Path("/dev/shm", name).unlink(missing_ok=True)
 
     def url(self, fif: str, query: str) -> str:
         """Return the path of an IIP request for image ``fif``."""
         return f"{self.endpoint}?FIF={fif}&{query}"
 
 
-def our_server(root: Path) -> Server:
+def our_server(root: Path, name: str = "ours") -> Server:
     """Return our example app under gunicorn (not started)."""
     port = free_port()
-    run_dir = root / "ours"
+    run_dir = root / name
     run_dir.mkdir(parents=True)
     gunicorn = Path(sys.executable).parent / "gunicorn"
     return Server(
-        name="ours",
+        name=name,
         endpoint="/iip",
         command=[
             str(gunicorn),
@@ -207,10 +245,18 @@ def our_server(root: Path) -> Server:
         port=port,
         env={
             "FITSTILES_DATA_DIR": str(images_dir()),
-            "FITSTILES_CACHE_DIR": str(run_dir / "cache"),
+            "FITSTILES_CACHE_DIR": "{cache}",
             "GUNICORN_LOG_LEVEL": "warning",
         },
     )
+
+
+def bare_server(root: Path) -> Server:
+    """Return the calibration app (``bare_app.py``) under gunicorn (not started)."""
+    server = our_server(root, name="bare")
+    server.command[3] = "bare_app:create_app()"
+    server.command += ["--pythonpath", str(HERE)]
+    return server
 
 
 def peer_server(root: Path) -> Server:
@@ -227,11 +273,14 @@ def peer_server(root: Path) -> Server:
             "start",
             str(port),
             str(images_dir()),
-            str(run_dir),
+            "{cache}",
             str(WORKERS),
+            os.environ.get("BENCH_PEER_THREADS", ""),
         ],
         run_dir=run_dir,
         port=port,
+        # Its shared-memory cache and locks outlive it.
+        shm_prefixes=("visiomatic",),
     )
 
 
@@ -243,7 +292,9 @@ def peer_server(root: Path) -> Server:
 def prepare(server: Server, fif: str) -> dict[str, Any]:
     """Time the first INFO request of ``fif`` and sample the server's memory."""
     warm_file(images_dir() / fif)
+    os.sync()  # nobody's earlier writes are flushed during the timing
     assert server.proc is not None
+    wait_quiet(QUIET_WAIT)
     with RssSampler(server.proc.pid, interval=0.02) as sampler:
         started = time.perf_counter()
         status, body = http_get(server.port, server.url(fif, "INFO"))
@@ -303,13 +354,23 @@ def run_wrk(
         str(ncols),
         str(nrows),
         mode,
-        "12345",
+        str(next(_SEEDS)),
         extra,
     ]
-    load = os.getloadavg()[0]
+    assert server.proc is not None
+    idle_before = wait_quiet(QUIET_WAIT)
+    hz = os.sysconf("SC_CLK_TCK")
+    busy0, total0 = cpu_jiffies()
+    server0 = tree_jiffies(server.proc.pid)
+    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         command, capture_output=True, text=True, timeout=duration + 60, check=False
     )
+    busy1, total1 = cpu_jiffies()
+    server1 = tree_jiffies(server.proc.pid)
+    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_ticks = (child1.ru_utime + child1.ru_stime - child0.ru_utime - child0.ru_stime) * hz
+    total = max(1, total1 - total0)
     with open(server.run_dir / "wrk.log", "a", encoding="utf-8") as f:
         f.write(f"$ {' '.join(command)}\n{out.stdout}{out.stderr}\n")
     found = re.search(r"^WRKJSON (.*)$", out.stdout, re.MULTILINE)
@@ -321,11 +382,20 @@ def run_wrk(
     stats["errors"] = sum(
         stats[k] for k in ("connect", "read", "write", "status", "timeout")
     )
-    stats["loadavg_before"] = load
+    # CPU use meanwhile, in fractions of the machine: the server, wrk, and the
+    # rest ("other": jobs that do not belong to the benchmark, which skew it).
+    stats["cpu_busy_before"] = idle_before
+    stats["cpu_server"] = (server1 - server0) / total
+    stats["cpu_wrk"] = wrk_ticks / total
+    stats["cpu_other"] = max(0.0, (busy1 - busy0 - (server1 - server0) - wrk_ticks) / total)
+    if stats["requests"]:
+        # Server CPU per request, in ms of one core.
+        stats["server_cpu_ms"] = (server1 - server0) / hz / stats["requests"] * 1e3
     print(
         f"  {server.name:9s} {label:28s} {stats['tps']:8.0f} tiles/s  "
         f"p50 {stats['p50_us'] / 1000:7.2f} ms  p99 {stats['p99_us'] / 1000:7.2f} ms  "
-        f"errors {stats['errors']}",
+        f"errors {stats['errors']}  cpu/req {stats.get('server_cpu_ms', 0):.2f} ms  "
+        f"other load {stats['cpu_other'] * 100:.0f}%",
         flush=True,
     )
     return stats
@@ -340,33 +410,74 @@ def check_tile(server: Server, fif: str, info: dict[str, Any]) -> int:
     return len(body)
 
 
-def measure(server: Server) -> dict[str, Any]:
-    """Run every measurement on one server; return the figures."""
-    print(f"{server.name}: starting on 127.0.0.1:{server.port}", flush=True)
-    server.start()
-    results: dict[str, Any] = {"port": server.port}
+def prepare_logged(server: Server, fif: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Prepare ``fif`` on ``server`` and print the figures; return them and INFO."""
+    prep = prepare(server, fif)
+    print(
+        f"  {server.name:9s} prepare {fif:15s} {prep['seconds']:6.2f} s  "
+        f"peak RSS {prep['peak_hwm_mb']:6.0f} MB (one process), "
+        f"{prep['peak_tree_mb']:6.0f} MB (all)  status {prep['status']}",
+        flush=True,
+    )
+    info: dict[str, Any] = prep.pop("info")
+    if prep["status"] != 200:
+        raise RuntimeError(f"{server.name}: INFO of {fif} failed ({prep['status']})")
+    return prep, info
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the median time and the largest peaks of repeated preparations."""
+    return {
+        "seconds": statistics.median(r["seconds"] for r in runs),
+        "peak_hwm_mb": max(r["peak_hwm_mb"] for r in runs),
+        "peak_tree_mb": max(r["peak_tree_mb"] for r in runs),
+        "peak_tree_anon_mb": max(r["peak_tree_anon_mb"] for r in runs),
+        "runs": runs,
+    }
+
+
+def measure(server: Server, results: dict[str, Any]) -> None:
+    """Run every measurement on one server; store the figures into ``results``.
+
+    Preparing: ``PREPARE_REPEAT`` cold starts (fresh cache folder, fresh
+    processes) for the 8192^2 image, then fresh processes for the 16384^2 one.
+    Load: the 8192^2 image is loaded alone first, as in the issue's figures; the
+    other images are prepared next for the scale, colour and mosaic runs.
+    """
+    print(f"{server.name}: port {server.port}", flush=True)
+    results["port"] = server.port
+    info: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {STAR_8K: [], STAR_16K: []}
+    prepared = results["prepare"] = {}
+    cache = server.cache_dir
     try:
-        prep = {}
-        for fif in (STAR_8K, STAR_16K, STAR_1K, CUBE_4K, MOSAIC_8K):
-            prep[fif] = prepare(server, fif)
-            print(
-                f"  {server.name:9s} prepare {fif:15s} {prep[fif]['seconds']:6.2f} s  "
-                f"peak RSS {prep[fif]['peak_hwm_mb']:6.0f} MB (one process), "
-                f"{prep[fif]['peak_tree_mb']:6.0f} MB (all)  status {prep[fif]['status']}",
-                flush=True,
-            )
-            if fif == STAR_8K:
-                # Only the 8192^2 image is prepared yet: its cache size alone.
-                results["cache_bytes_8k"] = folder_bytes(server.cache_dir)
-        results["prepare"] = {
-            k: {key: v for key, v in p.items() if key != "info"} for k, p in prep.items()
-        }
-        bad = [fif for fif, p in prep.items() if p["status"] != 200]
-        if bad:
-            raise RuntimeError(f"{server.name}: INFO failed for {', '.join(bad)}")
-        info = {fif: p["info"] for fif, p in prep.items()}
+        for rep in range(PREPARE_REPEAT):
+            if rep:
+                shutil.rmtree(cache, ignore_errors=True)
+            cache = server.run_dir / f"cache-{rep}"
+            for fif in (STAR_8K, STAR_16K):
+                # Fresh processes: what earlier requests mapped in would count in
+                # the peak RSS of this preparation.
+                server.start(cache)
+                try:
+                    prep, info[fif] = prepare_logged(server, fif)
+                finally:
+                    server.stop()
+                runs[fif].append(prep)
+                if fif == STAR_8K:
+                    # Only the 8192^2 image is prepared yet: its cache size alone.
+                    results["cache_bytes_8k"] = folder_bytes(cache)
+        prepared.update({fif: summarize(r) for fif, r in runs.items()})
+    finally:
+        prepared.update({fif: summarize(r) for fif, r in runs.items() if r})
+
+    wrk: dict[str, dict[str, Any]] = {}
+    results["wrk"] = wrk
+    server.start(cache)
+    try:
         results["tile_bytes"] = check_tile(server, STAR_8K, info[STAR_8K])
-        wrk: dict[str, dict[str, Any]] = {}
+        # Every worker opens the image (and faults its pages in) before timing.
+        run_wrk(server, STAR_8K, info[STAR_8K], "uncached", 8, WARMUP, label="(warm-up)")
         wrk["uncached_c8"] = run_wrk(
             server, STAR_8K, info[STAR_8K], "uncached", 8, label="8k uncached c=8"
         )
@@ -377,27 +488,38 @@ def measure(server: Server) -> dict[str, Any]:
         wrk["single_8k"] = run_wrk(
             server, STAR_8K, info[STAR_8K], "uncached", 1, label="8k uncached c=1"
         )
-        wrk["single_1k"] = run_wrk(
-            server, STAR_1K, info[STAR_1K], "uncached", 1, label="1k uncached c=1"
-        )
-        wrk["single_16k"] = run_wrk(
-            server, STAR_16K, info[STAR_16K], "uncached", 1, label="16k uncached c=1"
-        )
-        wrk["cube_c8"] = run_wrk(
-            server, CUBE_4K, info[CUBE_4K], "uncached", 8, label="cube colour uncached c=8"
-        )
-        wrk["mosaic_c8"] = run_wrk(
-            server, MOSAIC_8K, info[MOSAIC_8K], "uncached", 8, label="mosaic uncached c=8"
-        )
-        results["wrk"] = wrk
+        for fif in (STAR_1K, CUBE_4K, MOSAIC_8K):
+            prep, info[fif] = prepare_logged(server, fif)
+            prepared[fif] = summarize([prep])
+        for fif, key in ((STAR_1K, "single_1k"), (STAR_16K, "single_16k")):
+            run_wrk(server, fif, info[fif], "uncached", 1, WARMUP, label="(warm-up)")
+            wrk[key] = run_wrk(server, fif, info[fif], "uncached", 1, label=f"{key} c=1")
+        for fif, key in ((CUBE_4K, "cube_c8"), (MOSAIC_8K, "mosaic_c8")):
+            run_wrk(server, fif, info[fif], "uncached", 8, WARMUP, label="(warm-up)")
+            wrk[key] = run_wrk(
+                server, fif, info[fif], "uncached", 8, label=f"{key} uncached"
+            )
     finally:
         server.stop()
-    return results
+
+
+def calibrate(server: Server) -> dict[str, Any]:
+    """Measure the bare HTTP stack: a fixed 32 KiB body, 8 connections."""
+    print(f"{server.name}: port {server.port}", flush=True)
+    server.start()
+    try:
+        info = {"full_size": [8192, 8192], "tile_size": [256, 256], "tile_levels": 6}
+        run_wrk(server, STAR_8K, info, "cached", 8, WARMUP, label="(warm-up)")
+        return {"c8": run_wrk(server, STAR_8K, info, "cached", 8, label="32 KiB body c=8")}
+    finally:
+        server.stop()
 
 
 def prepare_in_process(fif: str, cache_dir: Path) -> dict[str, Any]:
     """Prepare ``fif`` with ``Tiled`` alone in a fresh interpreter; time and peak RSS."""
     warm_file(images_dir() / fif)
+    os.sync()
+    wait_quiet(QUIET_WAIT)
     out = subprocess.run(
         [sys.executable, __file__, "--in-process", str(images_dir() / fif), str(cache_dir)],
         capture_output=True,
@@ -419,9 +541,7 @@ def _in_process_main(path: str, cache_dir: str) -> None:
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(
-        json.dumps(
-            {"seconds": seconds, "maxrss_mb": peak / MB, "before_mb": baseline / MB}
-        )
+        json.dumps({"seconds": seconds, "maxrss_mb": peak / MB, "before_mb": baseline / MB})
     )
 
 
@@ -470,9 +590,10 @@ def figures(results: dict[str, Any] | None, image_bytes: int) -> dict[str, float
     p50_1k = wrk("single_1k", "p50_us", 1e-3)
     p50_16k = wrk("single_16k", "p50_us", 1e-3)
     cache = _get(results, "cache_bytes_8k")
-    errors = None
+    errors = other = None
     if results and "wrk" in results:
         errors = float(sum(run["errors"] for run in results["wrk"].values()))
+        other = 100 * max(run["cpu_other"] for run in results["wrk"].values())
     return {
         "uncached_c8_tps": wrk("uncached_c8", "tps"),
         "cached_c8_tps": wrk("cached_c8", "tps"),
@@ -494,82 +615,70 @@ def figures(results: dict[str, Any] | None, image_bytes: int) -> dict[str, float
         "prepare16_peak_mb": _get(results, "prepare", STAR_16K, "peak_hwm_mb"),
         "cube_c8_tps": wrk("cube_c8", "tps"),
         "mosaic_c8_tps": wrk("mosaic_c8", "tps"),
+        "cpu_uncached_ms": wrk("uncached_c8", "server_cpu_ms"),
+        "cpu_cached_ms": wrk("cached_c8", "server_cpu_ms"),
+        "other_load_pct": other,
     }
 
 
+# Table rows: (figure key, label, unit, target kind, limit). Target kinds: "x ref>="
+# and "x ref<=" are relative to the reference (measured, else the issue's figure);
+# ">=", "<=", "<" are absolute; None is a figure without a target.
+SPECS: list[tuple[str, str, str, str | None, float]] = [
+    ("uncached_c8_tps", "uncached tiles/s, c=8", "1/s", "x ref>=", 10),
+    ("cached_c8_tps", "cached tiles/s, c=8", "1/s", ">=", 3000),
+    ("single_tps", "single client tiles/s", "1/s", None, 0),
+    ("single_p50_ms", "single client p50, uncached", "ms", "<=", 2),
+    ("single_p99_ms", "single client p99, uncached", "ms", None, 0),
+    ("errors", "errors (HTTP >= 400 + socket)", "", "<=", 0),
+    ("prepare_s", "prepare 8192^2 (first INFO)", "s", "x ref<=", 0.8),
+    ("prepare_peak_mb", "peak RSS preparing (process)", "MB", "x ref<=", 0.5),
+    ("prepare_tree_mb", "peak RSS preparing (all procs)", "MB", None, 0),
+    ("inproc_s", "in-process Tiled(): time", "s", None, 0),
+    ("inproc_mb", "in-process Tiled(): maxrss", "MB", None, 0),
+    ("cache_ratio", "cache / float32 image bytes", "x", "<=", 1.5),
+    ("p50_1k_ms", "scale: p50 1024^2, c=1", "ms", None, 0),
+    ("p50_16k_ms", "scale: p50 16384^2, c=1", "ms", None, 0),
+    ("scale_ratio", "scale: p50 max/min", "x", "<=", 1.2),
+    ("prepare16_s", "prepare 16384^2", "s", None, 0),
+    ("prepare16_ratio", "prepare 16384^2 / 8192^2", "x", "<=", 4.5),
+    ("prepare16_peak_mb", "peak RSS preparing 16384^2", "MB", "<", 1500),
+    ("inproc16_mb", "in-process Tiled() 16384^2: maxrss", "MB", None, 0),
+    ("cube_c8_tps", "colour cube uncached, c=8", "1/s", None, 0),
+    ("mosaic_c8_tps", "mosaic uncached, c=8", "1/s", None, 0),
+    ("bare_c8_tps", "bare Flask 32 KiB body, c=8", "1/s", None, 0),
+    ("cpu_uncached_ms", "server CPU per uncached tile", "ms", None, 0),
+    ("cpu_cached_ms", "server CPU per cached tile", "ms", None, 0),
+    ("other_load_pct", "other jobs' CPU, worst wrk run", "%", None, 0),
+]
+
+
 def build_rows(
-    ours: dict[str, float | None],
-    ref: dict[str, float | None] | None,
-    in_process: dict[str, Any],
+    ours: dict[str, float | None], ref: dict[str, float | None] | None
 ) -> list[Row]:
     """Return the table's rows with their targets checked."""
-    have_ref = ref is not None
-    refs = ref or {}
-
-    def reference_of(key: str) -> float | None:
-        return refs.get(key) if have_ref else None
-
-    def at_most(value: float | None, limit: float) -> bool | None:
-        return None if value is None else value <= limit
-
-    def at_least(value: float | None, limit: float) -> bool | None:
-        return None if value is None else value >= limit
-
-    def relative(
-        key: str, factor: float, check: Callable[[float | None, float], bool | None]
-    ) -> tuple[str, bool | None]:
-        """Target ``factor`` x the reference (measured, else the issue's figure)."""
-        base = reference_of(key) if have_ref else ISSUE_REFERENCE.get(key)
-        if base is None:
-            return f"{factor:g} x ref", None
-        source = "" if have_ref else " (issue)"
-        sign = ">=" if check is at_least else "<="
-        return f"{sign} {factor:g} x ref = {factor * base:.4g}{source}", check(
-            ours[key], factor * base
-        )
-
-    rows: list[Row] = []
-
-    def add(
-        key: str, label: str, unit: str, target: str = "", passed: bool | None = None
-    ) -> None:
-        rows.append(Row(label, unit, ours.get(key), reference_of(key), target, passed))
-
-    add("uncached_c8_tps", "uncached tiles/s, c=8", "1/s", *relative(
-        "uncached_c8_tps", 10, at_least))
-    add("cached_c8_tps", "cached tiles/s, c=8", "1/s", ">= 3000",
-        at_least(ours["cached_c8_tps"], 3000))
-    add("single_tps", "single client tiles/s", "1/s")
-    add("single_p50_ms", "single client p50, uncached", "ms", "<= 2",
-        at_most(ours["single_p50_ms"], 2.0))
-    add("single_p99_ms", "single client p99, uncached", "ms")
-    add("errors", "errors (HTTP >= 400 + socket)", "", "= 0",
-        None if ours["errors"] is None else ours["errors"] == 0)
-    add("prepare_s", "prepare 8192^2 (first INFO)", "s", *relative(
-        "prepare_s", 0.8, at_most))
-    add("prepare_peak_mb", "peak RSS preparing (process)", "MB", *relative(
-        "prepare_peak_mb", 0.5, at_most))
-    add("prepare_tree_mb", "peak RSS preparing (all procs)", "MB")
-    rows.append(Row(
-        "in-process Tiled(): time", "s", in_process.get(STAR_8K, {}).get("seconds")))
-    rows.append(Row(
-        "in-process Tiled(): maxrss", "MB", in_process.get(STAR_8K, {}).get("maxrss_mb")))
-    add("cache_ratio", "cache / float32 image bytes", "x", "<= 1.5",
-        at_most(ours["cache_ratio"], 1.5))
-    add("p50_1k_ms", "scale: p50 1024^2, c=1", "ms")
-    add("p50_16k_ms", "scale: p50 16384^2, c=1", "ms")
-    add("scale_ratio", "scale: p50 max/min", "x", "<= 1.2",
-        at_most(ours["scale_ratio"], 1.2))
-    add("prepare16_s", "prepare 16384^2", "s")
-    add("prepare16_ratio", "prepare 16384^2 / 8192^2", "x", "<= 4.5",
-        at_most(ours["prepare16_ratio"], 4.5))
-    add("prepare16_peak_mb", "peak RSS preparing 16384^2", "MB", "< 1500",
-        None if ours["prepare16_peak_mb"] is None else ours["prepare16_peak_mb"] < 1500)
-    rows.append(Row(
-        "in-process Tiled() 16384^2: maxrss", "MB",
-        in_process.get(STAR_16K, {}).get("maxrss_mb")))
-    add("cube_c8_tps", "colour cube uncached, c=8", "1/s")
-    add("mosaic_c8_tps", "mosaic uncached, c=8", "1/s")
+    rows = []
+    for key, label, unit, kind, limit in SPECS:
+        value = ours.get(key)
+        reference = ref.get(key) if ref is not None else None
+        target, passed = "", None
+        if kind in ("x ref>=", "x ref<="):
+            base = reference if ref is not None else ISSUE_REFERENCE.get(key)
+            sign = kind[-2:]
+            source = "" if ref is not None else " (issue)"
+            if base is not None:
+                target = f"{sign} {limit:g} x ref = {limit * base:.4g}{source}"
+                limit *= base
+            kind = sign if base is not None else None
+        elif kind is not None:
+            target = f"{kind} {limit:g}"
+        if kind is not None and value is not None:
+            passed = {
+                ">=": value >= limit,
+                "<=": value <= limit,
+                "<": value < limit,
+            }[kind]
+        rows.append(Row(label, unit, value, reference, target, passed))
     return rows
 
 
@@ -592,15 +701,17 @@ def print_table(rows: list[Row], have_ref: bool) -> None:
     lines = []
     for row in rows:
         result = {True: "PASS", False: "FAIL", None: ""}[row.passed]
-        lines.append((
-            row.label,
-            row.unit,
-            _fmt(row.ours),
-            _fmt(row.reference) if have_ref else "(not run)",
-            _fmt(row.ratio()) if have_ref else "",
-            row.target,
-            result,
-        ))
+        lines.append(
+            (
+                row.label,
+                row.unit,
+                _fmt(row.ours),
+                _fmt(row.reference) if have_ref else "(not run)",
+                _fmt(row.ratio()) if have_ref else "",
+                row.target,
+                result,
+            )
+        )
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
     rule = "  ".join("-" * w for w in widths)
     print(rule)
@@ -646,26 +757,33 @@ def main() -> None:
         results["in_process"] = in_process
         for fif in (STAR_8K, STAR_16K):
             shutil.rmtree(root / f"in-process-{fif}", ignore_errors=True)
+        try:
+            results["bare"] = calibrate(bare_server(root))
+        except Exception as error:
+            print(f"bare: FAILED: {error}", flush=True)
         makers = [our_server, peer_server] if peer else [our_server]
         for make in makers:
             server = make(root)
+            results[server.name] = {}
             try:
-                results[server.name] = measure(server)
+                measure(server, results[server.name])
             except Exception as error:  # report what was measured, and why not more
                 print(f"{server.name}: FAILED: {error}", flush=True)
-                results[server.name] = {"error": str(error)}
+                results[server.name]["error"] = str(error)
     finally:
         # The run folder holds the caches (GBs); keep the logs only.
-        for sub in root.glob("*/cache"):
+        for sub in root.glob("*/cache*"):
             shutil.rmtree(sub, ignore_errors=True)
     image_bytes = 8192 * 8192 * 4
     ours = figures(results.get("ours"), image_bytes)
     ref = figures(results["reference"], image_bytes) if peer else None
-    rows = build_rows(ours, ref, results["in_process"])
+    ours["bare_c8_tps"] = _get(results, "bare", "c8", "tps")
+    for fif, suffix in ((STAR_8K, ""), (STAR_16K, "16")):
+        ours[f"inproc{suffix}_s"] = results["in_process"][fif]["seconds"]
+        ours[f"inproc{suffix}_mb"] = results["in_process"][fif]["maxrss_mb"]
+    rows = build_rows(ours, ref)
     results["figures"] = {"ours": ours, "reference": ref}
-    results["table"] = [
-        {**row.__dict__, "ratio": row.ratio()} for row in rows
-    ]
+    results["table"] = [{**row.__dict__, "ratio": row.ratio()} for row in rows]
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     print()
     print_table(rows, peer)

@@ -6,6 +6,9 @@ Endpoints, relative to the mount's ``url_prefix``:
   information, pixel values, profiles); without FIF, a short HTML page.
 - ``GET /images``: JSON list of the images of the data folder.
 - ``GET /``: HTML page listing the images.
+- ``GET /openapi.json``: the OpenAPI 3.1 document of these endpoints.
+- ``GET /stats``: cache figures of the worker process that answers (unless
+  FITSTILES_STATS is off).
 
 Every error under the prefix is JSON ``{"detail": [{"loc", "msg", "type"}]}``
 with its status, in the shape the VisiOmatic client reads: the
@@ -27,6 +30,7 @@ from werkzeug.exceptions import HTTPException
 
 from .errors import BadParameterError, FitsTilesError, ImageBusyError
 from .iip import IIPRequest, parse_iip_query
+from .openapi import openapi_json
 
 if TYPE_CHECKING:
     from .extension import FitsTilesState
@@ -181,6 +185,36 @@ def images() -> Response:
     return _json(json.dumps(_state().registry.list_images()))
 
 
+def openapi() -> Response:
+    """Return the OpenAPI document of this mount's endpoints.
+
+    Returns
+    -------
+    response : flask.Response
+        JSON OpenAPI 3.1 document; its server URL is the mount's prefix.
+    """
+    from . import __version__
+
+    state = _state()
+    server_url = (request.script_root + state.url_prefix) or "/"
+    return _json(openapi_json(server_url, version=__version__, stats=state.settings.stats))
+
+
+def stats() -> Response:
+    """Return the cache figures of the worker process that answers.
+
+    Returns
+    -------
+    response : flask.Response
+        JSON ``StatsModel`` (see the OpenAPI document), or a JSON 404 if the
+        endpoint is disabled (FITSTILES_STATS).
+    """
+    state = _state()
+    if not state.settings.stats:
+        return not_found()
+    return _json(json.dumps(state.registry.stats()))
+
+
 def index() -> Response:
     """Return an HTML page that lists the images, with links to their information.
 
@@ -234,8 +268,8 @@ def not_found(path: str = "") -> Response:
     return _detail(
         404,
         ["path"],
-        "no such endpoint; this service answers iip (the IIP protocol), images "
-        "and the page at its root",
+        "no such endpoint; this service answers iip (the IIP protocol), images, "
+        "openapi.json and the page at its root",
         "not_found",
     )
 
@@ -329,7 +363,10 @@ def handle_unexpected_error(error: Exception) -> Response:
     response : flask.Response
         JSON 500 that shows nothing of the error itself.
     """
-    logger.exception("unexpected error answering %s %s", request.method, request.full_path)
+    # Once, with the request line and the status; the client sees no detail.
+    logger.exception(
+        "unexpected error answering %s %s: status 500", request.method, request.full_path
+    )
     return _detail(
         500,
         [],
@@ -364,6 +401,8 @@ def make_blueprint(name: str) -> Blueprint:
         ("/iip", "iip", iip),
         ("/images", "images", images),
         ("/", "index", index),
+        ("/openapi.json", "openapi", openapi),
+        ("/stats", "stats", stats),
     ):
         bp.add_url_rule(
             rule, endpoint, view, methods=["GET"], provide_automatic_options=False

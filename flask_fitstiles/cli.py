@@ -84,6 +84,14 @@ def prepare_command(names: tuple[str, ...], mount: str | None) -> None:
     for state in states:
         registry = state.registry
         wanted = names or tuple(image["name"] for image in registry.list_images())
+        budget = registry.max_cached_images
+        if budget and len(wanted) > budget:
+            click.echo(
+                f"{state.name}: the cache folder keeps at most {budget} prepared images "
+                f"(FITSTILES_MAX_CACHED_IMAGES); preparing {len(wanted)} removes the least "
+                "recently used ones again, and those are prepared again on demand",
+                err=True,
+            )
         for name in wanted:
             started = time.perf_counter()
             try:

@@ -73,6 +73,10 @@ class FitsTilesSettings:
         ``type`` of the INFO answer (the VisiOmatic client wants ``visiomatic``).
     tile_max_age : int
         ``max-age`` of the ``Cache-Control`` header of tiles, in seconds.
+    max_cached_images : int
+        Most prepared images kept in the cache folder (0: no limit).
+    stats : bool
+        Whether the ``stats`` endpoint answers (else it is a 404).
     secret_key : str or bytes or None
         Key that signs the prepared pickles (None: a random key kept in the
         cache folder); never shown in reprs or messages.
@@ -93,6 +97,8 @@ class FitsTilesSettings:
     nthreads: int | None
     service_type: str
     tile_max_age: int
+    max_cached_images: int = 0
+    stats: bool = True
     secret_key: str | bytes | None = field(default=None, repr=False)
 
 
@@ -198,12 +204,39 @@ def _service_type(value: Any, key: str) -> str:
     return value.strip()
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise _SettingError(f"{key} must be true or false (or 1/0, yes/no), got {value!r}")
+
+
 def _secret(value: Any, key: str) -> str | bytes | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str | bytes):
         raise _SettingError(f"{key} must be a string (its value is not shown)")
     return value
+
+
+def _signing_key(configured: str | bytes | None, app: Flask) -> str | bytes | None:
+    """Return the pickle-signing key: FITSTILES_SECRET_KEY, else the app's SECRET_KEY.
+
+    None leaves it to the random key kept in the cache folder. An app's
+    SECRET_KEY must be the same in every worker (a key made at random in each
+    worker would make them reject each other's pickles and prepare again).
+    """
+    if configured is not None:
+        return configured
+    secret = app.config.get("SECRET_KEY")
+    return secret if isinstance(secret, str | bytes) and secret else None
 
 
 def _folder(value: Any, key: str) -> Path | None:
@@ -231,6 +264,8 @@ _SETTINGS: Mapping[str, tuple[Any, Callable[[Any, str], Any]]] = {
     "nthreads": (None, _nthreads),
     "service_type": ("visiomatic", _service_type),
     "tile_max_age": (600, _int_in(0, math.inf)),
+    "max_cached_images": (0, _int_in(0, math.inf)),
+    "stats": (True, _flag),
     "secret_key": (None, _secret),
 }
 
@@ -380,7 +415,8 @@ class FitsTiles:
             tile_cache_bytes=settings.tile_cache_bytes,
             prepare_wait=settings.prepare_wait,
             nthreads=settings.nthreads,
-            secret_key=settings.secret_key,
+            secret_key=_signing_key(settings.secret_key, app),
+            max_cached_images=settings.max_cached_images,
         )
         app.register_blueprint(make_blueprint(self.name), url_prefix=prefix)
         mounts[self.name] = FitsTilesState(self.name, prefix, settings, registry)

@@ -14,6 +14,14 @@ tiles shared by all of them. Both are made on first use *in the process* (so
 after gunicorn forks its workers) and are guarded by locks; concurrent first
 requests for one image wait for a single load, and the inter-process file lock
 of :func:`~flask_fitstiles.tiled.pickledTiled` makes one worker prepare it.
+
+Disk budget: with ``max_cached_images``, each load of an image into a process
+is followed by :func:`~flask_fitstiles.core.budget.enforce_budget`, which
+removes the least recently used prepared images beyond the budget. An image in
+use has its pickle touched at most once every :data:`TOUCH_SECONDS` per process.
+An image's files are memory-mapped as soon as it is loaded, so requests in
+flight on an evicted image keep reading it; an image whose files vanish between
+loading and mapping is loaded (prepared) again.
 """
 
 from __future__ import annotations
@@ -32,9 +40,10 @@ from cachetools import LRUCache
 
 from ..errors import BadFitsError, ImageBusyError, ImageNotFoundError
 from ..tiled import Tiled, get_object_filename, get_prepared, pickledTiled
+from . import budget
 from .tilecache import TileCache
 
-__all__ = ["FITS_SUFFIXES", "ImageRegistry", "is_fits_name"]
+__all__ = ["FITS_SUFFIXES", "TOUCH_SECONDS", "ImageRegistry", "is_fits_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +57,11 @@ _MAX_FAILURES = 256
 _MAX_PREPARED_MEMO = 4096
 # Longest image name echoed back in an error message.
 _MAX_ECHO = 200
+# Loads of one image in a row whose files vanish before they are mapped.
+_MAX_LOAD_ATTEMPTS = 3
+
+#: Seconds between two touches of an image in use by one process (disk budget).
+TOUCH_SECONDS = 60.0
 
 _Key = tuple[str, int | None]
 
@@ -82,6 +96,8 @@ class _ProcessState:
     tile_cache: TileCache
     failures: LRUCache[Hashable, tuple[str, tuple[str, ...]]]
     prepared: LRUCache[_Key, tuple[tuple[int, ...], bool]]
+    # When each open image was last marked as used (time.monotonic()).
+    touched: dict[_Key, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Per-image load locks with their number of users, removed when unused.
     loading: dict[_Key, tuple[threading.Lock, list[int]]] = field(default_factory=dict)
@@ -117,6 +133,9 @@ class ImageRegistry:
         Key that signs and verifies the prepared pickles (None: the
         FITSTILES_SECRET_KEY environment variable, else a random key kept in
         the cache folder; see :func:`~flask_fitstiles.tiled.pickledTiled`).
+    max_cached_images : int, optional
+        Most prepared images kept in the cache folder, least recently used
+        removed first; 0 means no limit.
 
     Raises
     ------
@@ -141,6 +160,7 @@ class ImageRegistry:
         prepare_wait: float = 60.0,
         nthreads: int | None = None,
         secret_key: str | bytes | None = None,
+        max_cached_images: int = 0,
     ) -> None:
         real = os.path.realpath(os.fspath(data_dir))
         if not os.path.isdir(real):
@@ -153,6 +173,7 @@ class ImageRegistry:
         self.max_open_images = int(max_open_images)
         self.tile_cache_bytes = int(tile_cache_bytes)
         self.prepare_wait = float(prepare_wait)
+        self.max_cached_images = max(0, int(max_cached_images))
         self.tiled_options: dict[str, Any] = {
             "tilesize": self.tile_size,
             "brightness": float(brightness),
@@ -302,7 +323,10 @@ class ImageRegistry:
         state = self._process_state()
         with state.lock:
             tiled = state.open_images.get(key)
+            touch = tiled is not None and self._touch_due(state, key)
         if tiled is not None and tiled.is_fresh():
+            if touch:
+                budget.touch(tiled.object_filename)
             return tiled
         # One deadline for both waits (for this process's loader thread, then for
         # another process's file lock), so that queued threads never wait longer.
@@ -316,14 +340,29 @@ class ImageRegistry:
                     tiled = state.open_images.get(key)
                 if tiled is not None and tiled.is_fresh():
                     return tiled
-                tiled = self._load(state, key, max(0.0, deadline - time.monotonic()))
+                tiled = self._load(state, key, deadline)
                 with state.lock:
                     state.open_images[key] = tiled
+                    state.touched[key] = time.monotonic()
+                    # Forget the touch times of images that are no longer open.
+                    for stale in [k for k in state.touched if k not in state.open_images]:
+                        del state.touched[stale]
                 return tiled
             finally:
                 lock.release()
         finally:
             self._release_load_lock(state, key)
+
+    def _touch_due(self, state: _ProcessState, key: _Key) -> bool:
+        """Tell whether an image in use should be touched now (call under the lock)."""
+        if not self.max_cached_images:
+            return False
+        now = time.monotonic()
+        last = state.touched.get(key)
+        if last is not None and now - last < TOUCH_SECONDS:
+            return False
+        state.touched[key] = now
+        return True
 
     def _busy(self, path: str) -> ImageBusyError:
         wait = int(self.prepare_wait)
@@ -350,7 +389,37 @@ class ImageRegistry:
             if entry[1][0] == 0:
                 del state.loading[key]
 
-    def _load(self, state: _ProcessState, key: _Key, wait: float) -> Tiled:
+    def _load(self, state: _ProcessState, key: _Key, deadline: float) -> Tiled:
+        """Load (or prepare) one image and map its files; then keep the disk budget.
+
+        The files are mapped right away, so that an eviction by another process
+        cannot pull them away from requests later; if they vanish before that
+        (evicted between loading and mapping), the image is loaded again.
+        """
+        for _ in range(_MAX_LOAD_ATTEMPTS):
+            tiled = self._load_once(state, key, max(0.0, deadline - time.monotonic()))
+            try:
+                tiled.get_data()
+                tiled.get_tiles()
+            except FileNotFoundError:
+                logger.info(
+                    "%s was evicted while loading; loading it again", tiled.image_name
+                )
+                continue
+            if self.max_cached_images:
+                budget.touch(tiled.object_filename)
+                try:
+                    budget.enforce_budget(
+                        self.cache_dir,
+                        self.max_cached_images,
+                        keep=(budget.prefix_of(tiled.object_filename),),
+                    )
+                except OSError as error:
+                    logger.warning("could not keep the cache folder's budget: %s", error)
+            return tiled
+        raise self._busy(key[0])
+
+    def _load_once(self, state: _ProcessState, key: _Key, wait: float) -> Tiled:
         """Load (or prepare) one image; remember files that cannot be served."""
         path, extnum = key
         try:
@@ -396,16 +465,17 @@ class ImageRegistry:
         Returns
         -------
         prepared : bool
-            True if the image is open and fresh in this process, or if a fresh,
-            verified pickle made with the registry's tile size is in the cache
-            folder.
+            True if the image is open and fresh in this process and its pickle
+            is still in the cache folder, or if a fresh, verified pickle made
+            with the registry's tile size is in the cache folder.
         """
         path = os.fspath(fif_path)
         key: _Key = (path, extnum)
         state = self._process_state()
         with state.lock:
             tiled = state.open_images.get(key)
-        if tiled is not None and tiled.is_fresh():
+        # An open image may have been evicted from the disk since (disk budget).
+        if tiled is not None and tiled.is_fresh() and os.path.exists(tiled.object_filename):
             return True
         try:
             source = os.stat(path)
@@ -434,6 +504,53 @@ class ImageRegistry:
         with state.lock:
             state.prepared[key] = (stamp, prepared)
         return prepared
+
+    def stats(self) -> dict[str, Any]:
+        """Return figures about this process's caches (for monitoring).
+
+        Returns
+        -------
+        stats : dict
+            ``pid``; ``open_images`` (one ``{"name", "extnum", "size",
+            "mtime_ns"}`` per open image: its public name and the source file
+            size and modification time it was prepared from) and
+            ``max_open_images``; ``tile_cache`` (``bytes``, ``max_bytes``,
+            ``entries``, ``hits``, ``misses``); ``prepared_images`` (pickles in
+            the cache folder) and ``max_cached_images`` (0: no limit).
+        """
+        state = self._process_state()
+        with state.lock:
+            items = list(state.open_images.items())
+        root = os.fspath(self.data_dir)
+        open_images = [
+            {
+                "name": Path(os.path.relpath(path, root)).as_posix(),
+                "extnum": extnum,
+                "size": int(tiled.source_size),
+                "mtime_ns": int(tiled.source_mtime_ns),
+            }
+            for (path, extnum), tiled in items
+        ]
+        open_images.sort(key=lambda image: (str(image["name"]), image["extnum"] or -1))
+        cache = state.tile_cache
+        try:
+            prepared = sum(name.endswith(".pkl") for name in os.listdir(self.cache_dir))
+        except OSError:
+            prepared = 0
+        return {
+            "pid": state.pid,
+            "open_images": open_images,
+            "max_open_images": self.max_open_images,
+            "tile_cache": {
+                "bytes": cache.currsize,
+                "max_bytes": cache.maxbytes,
+                "entries": len(cache),
+                "hits": cache.hits,
+                "misses": cache.misses,
+            },
+            "prepared_images": prepared,
+            "max_cached_images": self.max_cached_images,
+        }
 
     def list_images(self) -> list[dict[str, Any]]:
         """Return the FITS files of the data folder, recursively.

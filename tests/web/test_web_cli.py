@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,17 @@ def test_several_mounts(library: Library, tmp_path: Path) -> None:
     assert result.exit_code == 0 and "prepared in" in result.output
     result = runner.invoke(args=["fitstiles", "list", "-m", "nope"])
     assert result.exit_code != 0 and "fitstiles, other" in result.output
+
+
+def test_prepare_warns_about_the_disk_budget(fresh_library: Library) -> None:
+    app = make_app(fresh_library, max_cached_images=1)
+    result = app.test_cli_runner().invoke(
+        args=["fitstiles", "prepare", "small.fits", "scaled.fits"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "keeps at most 1 prepared images" in result.output
+    assert result.output.count("prepared in") == 2
+    pickles = [name for name in os.listdir(fresh_library.cache) if name.endswith(".pkl")]
+    assert len(pickles) == 1 and pickles[0].startswith("scaled.fits-")
+    result = app.test_cli_runner().invoke(args=["fitstiles", "prepare", "small.fits"])
+    assert "keeps at most" not in result.output

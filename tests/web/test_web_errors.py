@@ -244,27 +244,64 @@ def test_other_paths_and_methods(client: FlaskClient, library: Library) -> None:
     assert_error(client.options(f"{PREFIX}/nope"), 404, ["path"], library)
 
 
+UNEXPECTED = [
+    ("open", "FIF=small.fits&INFO"),
+    ("tile", "FIF=small.fits&JTL=1,0&CMP=hot&_=12"),
+    ("images", ""),
+]
+
+
+@pytest.mark.parametrize(("where", "query"), UNEXPECTED)
 def test_unexpected_error_is_a_bare_logged_500(
     app: Flask,
     library: Library,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    where: str,
+    query: str,
 ) -> None:
     secret = str(library.data / "secret-detail")
 
-    def explode(self: ImageRegistry, fif: str, extnum: int | None = None) -> Any:
+    def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(f"disk trouble at {secret}")
 
-    monkeypatch.setattr(ImageRegistry, "open", explode)
-    with caplog.at_level(logging.ERROR, logger="flask_fitstiles"):
-        response = iip(app.test_client(), "FIF=small.fits&INFO")
+    if where == "open":
+        monkeypatch.setattr(ImageRegistry, "open", explode)
+    elif where == "tile":
+        monkeypatch.setattr(tiled_module.Tiled, "get_encoded_tile", explode)
+    else:
+        monkeypatch.setattr(ImageRegistry, "list_images", explode)
+    path = f"{PREFIX}/iip" if query else f"{PREFIX}/images"
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        response = app.test_client().get(f"{path}?{query}" if query else path)
     detail = assert_error(response, 500, [], library)
-    assert "secret" not in response.get_data(as_text=True)
+    body = response.get_data(as_text=True)
+    assert (
+        "secret" not in body and "disk trouble" not in body and "RuntimeError" not in body
+    )
     assert detail["type"] == "server_error"
-    records = [r for r in caplog.records if r.name.startswith("flask_fitstiles")]
-    assert len(records) == 1
-    assert "FIF=small.fits" in records[0].getMessage()
-    assert records[0].exc_info is not None
+    # Logged once, with the request line and the status, and the traceback for
+    # the administrators.
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    message = errors[0].getMessage()
+    assert message.startswith(f"unexpected error answering GET {path}?{query}")
+    assert "status 500" in message
+    assert errors[0].exc_info is not None and errors[0].exc_info[0] is RuntimeError
+
+
+def test_client_errors_are_not_logged_as_errors(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        for query in (
+            "FIF=nope.fits&INFO",
+            "FIF=small.fits&JTL=x",
+            "FIF=notfits.fits&INFO",
+        ):
+            assert 400 <= iip(client, query).status_code < 500
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 # -- never a 500 ---------------------------------------------------------------------------

@@ -214,3 +214,34 @@ def test_request_never_changes_shared_state(client: Any, app: Flask) -> None:
         assert client.get(f"/fits/iip?FIF=cube.fits&{query}").status_code == 200
     assert np.array_equal(tiled.minmax, cuts)
     assert client.get("/fits/iip?FIF=cube.fits&INFO").get_json() == before
+
+
+@pytest.mark.parametrize(
+    ("app_secret", "option", "signing"),
+    [
+        ("app-secret", None, "app-secret"),  # the app's SECRET_KEY signs
+        ("app-secret", "own-key", "own-key"),  # FITSTILES_SECRET_KEY wins
+        (None, None, None),  # the random key of the cache folder
+    ],
+)
+def test_pickle_signing_key(
+    fresh_library: Library, app_secret: str | None, option: str | None, signing: str | None
+) -> None:
+    from flask_fitstiles.tiled import get_prepared
+
+    app = Flask("signing")
+    if app_secret is not None:
+        app.config["SECRET_KEY"] = app_secret
+    options: dict[str, Any] = {
+        "data_dir": fresh_library.data,
+        "cache_dir": fresh_library.cache,
+    }
+    if option is not None:
+        options["secret_key"] = option
+    FitsTiles(app, url_prefix="/t", **options)
+    assert app.test_client().get("/t/iip?FIF=cube.fits&INFO").status_code == 200
+    image = fresh_library.data / "cube.fits"
+    assert get_prepared(image, fresh_library.cache, secret_key=signing) is not None
+    for other in ("app-secret", "own-key"):
+        if other != signing:
+            assert get_prepared(image, fresh_library.cache, secret_key=other) is None

@@ -1,122 +1,113 @@
-"""One real gunicorn with two workers: concurrent first requests prepare an image once.
+"""Real gunicorn (2 workers x 4 threads): concurrent first requests prepare each image once.
 
 The count comes from the "prepared <image> in <s> s" INFO line that
 ``flask_fitstiles.tiled`` logs each time it prepares an image: the example's
 ``gunicorn.conf.py`` routes the package's log records to gunicorn's error log
-in every worker (``post_fork``), and the test sends that log to a file.
+in every worker (``post_fork``), and the tests send that log to a file.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
-import re
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from example_app.samples import star_field, write_atomic
+import numpy as np
+from astropy.io import fits
+from PIL import Image as PILImage
 
-REPO = Path(__file__).resolve().parents[2]
-GUNICORN = Path(sys.executable).with_name("gunicorn")
-STARTUP_SECONDS = 60
+from example_app.samples import color_cube, star_field, write_atomic
+from tests.web.servers import fetch, gunicorn, prepared_count, read
+
 REQUESTS = 16
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def run_at_once(urls: list[str]) -> list[tuple[int, bytes]]:
+    """GET every URL from its own thread, all released at once; answers in order."""
+    results: list[tuple[int, bytes]] = [(0, b"")] * len(urls)
+    barrier = threading.Barrier(len(urls))
 
+    def client(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = fetch(urls[i], timeout=120)
+        except OSError as error:  # a connection error is a failure too
+            results[i] = (-1, repr(error).encode())
 
-def wait_for_workers(
-    log: Path, proc: subprocess.Popen[bytes], port: int, count: int
-) -> None:
-    """Wait until ``count`` workers have booted and the port accepts connections."""
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"gunicorn exited ({proc.returncode}):\n{read(log)}")
-        if read(log).count("Booting worker") >= count:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return
-            except OSError:
-                pass
-        time.sleep(0.1)
-    raise AssertionError(f"gunicorn did not start in {STARTUP_SECONDS} s:\n{read(log)}")
-
-
-def read(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
-
-
-def fetch(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.read()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(urls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    return results
 
 
 def test_two_workers_prepare_a_new_image_once(tmp_path: Path) -> None:
-    data, cache, log = tmp_path / "data", tmp_path / "cache", tmp_path / "gunicorn.log"
+    data, cache = tmp_path / "data", tmp_path / "cache"
     data.mkdir()
     # Large enough that preparing it takes a while, so the requests overlap it.
     write_atomic(star_field(shape=(2048, 3072), nstars=500, ngalaxies=5), data / "big.fits")
-    port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("FITSTILES_", "GUNICORN"))
+    with gunicorn(data, cache, tmp_path / "gunicorn.log") as server:
+        results = run_at_once([f"{server.url}/iip?FIF=big.fits&INFO"] * REQUESTS)
+        assert [status for status, _ in results] == [200] * REQUESTS, results[:1]
+        assert len({body for _, body in results}) == 1
+        assert b'"full_size":[3072,2048]' in results[0][1]
+        assert prepared_count(read(server.log), "big.fits") == 1, read(server.log)
+        status, images = fetch(f"{server.url}/images")
+        assert status == 200 and b'"prepared": true' in images
+
+
+def test_many_requests_on_several_new_images(tmp_path: Path) -> None:
+    """Mixed first requests on four never-prepared images, from 48 clients at once."""
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    data.mkdir()
+    images = {
+        "a.fits": star_field(shape=(1200, 1600), nstars=300, ngalaxies=3, seed=11),
+        "b.fits": star_field(shape=(1000, 900), nstars=200, ngalaxies=2, seed=12),
+        "sub/c.fits": star_field(shape=(700, 1300), nstars=200, ngalaxies=2, seed=13),
+        "cube.fits": color_cube(shape=(600, 800), seed=14),
     }
-    env.pop("WEB_CONCURRENCY", None)
-    env.update(FITSTILES_DATA_DIR=str(data), FITSTILES_CACHE_DIR=str(cache))
-    command = [
-        str(GUNICORN),
-        "-c",
-        "example_app/gunicorn.conf.py",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "2",
-        "--error-logfile",
-        str(log),
-        "example_app:create_app()",
-    ]
-    with subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    ) as proc:
-        try:
-            wait_for_workers(log, proc, port, count=2)
-            url = f"http://127.0.0.1:{port}/iip?FIF=big.fits&INFO"
-            results: list[tuple[int, bytes]] = []
-            barrier = threading.Barrier(REQUESTS)
-
-            def client() -> None:
-                barrier.wait()
-                results.append(fetch(url))
-
-            threads = [threading.Thread(target=client) for _ in range(REQUESTS)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(90)
-            assert [status for status, _ in results] == [200] * REQUESTS, results[:1]
-            assert len({body for _, body in results}) == 1
-            assert b'"full_size":[3072,2048]' in results[0][1]
-            text = read(log)
-            prepared = re.findall(r"\[(\d+)\] \[INFO\] prepared big\.fits in", text)
-            assert len(prepared) == 1, text
-            status, images = fetch(f"http://127.0.0.1:{port}/images")
-            assert status == 200 and b'"prepared": true' in images
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+    (data / "sub").mkdir()
+    pixels = {}
+    for name, hdul in images.items():
+        write_atomic(hdul, data / name)
+        pixels[name] = np.asarray(fits.getdata(data / name), dtype=np.float32)
+    rng = np.random.default_rng(5)
+    requests: list[tuple[str, str]] = []
+    for name, cube in pixels.items():
+        ny, nx = cube.shape[-2:]
+        requests += [(name, "INFO")] * 3
+        requests += [(name, "JTL=1,0"), (name, "JTL=1,0"), (name, "JTL=9,0&CHAN=1")]
+        for x, y in zip(
+            rng.integers(1, nx + 1, 5), rng.integers(1, ny + 1, 5), strict=True
+        ):
+            requests.append((name, f"VAL={x},{y}&CHAN=1"))
+    assert len(requests) == 44
+    with gunicorn(data, cache, tmp_path / "gunicorn.log", threads=4) as server:
+        urls = [f"{server.url}/iip?FIF={name}&{command}" for name, command in requests]
+        results = run_at_once(urls)
+        log = read(server.log)
+        assert [status for status, _ in results] == [200] * len(urls), (
+            [r for r in results if r[0] != 200][:2],
+            log[-3000:],
+        )
+        answers: dict[str, set[bytes]] = {}
+        for (name, command), (_, body) in zip(requests, results, strict=True):
+            answers.setdefault(f"{name}&{command}", set()).add(body)
+            if command.startswith("VAL="):
+                x, y = (int(v) for v in command[4:].split("&")[0].split(","))
+                channel1 = pixels[name].reshape(-1, *pixels[name].shape[-2:])[0]
+                assert json.loads(body) == {"values": [float(channel1[y - 1, x - 1])]}
+            elif command.startswith("JTL"):
+                tile = PILImage.open(io.BytesIO(body))
+                tile.load()
+                assert tile.format == "JPEG" and min(tile.size) > 0
+        # The same request always got the same answer, whichever worker served it.
+        assert all(len(bodies) == 1 for bodies in answers.values()), [
+            key for key, bodies in answers.items() if len(bodies) > 1
+        ]
+        for name in pixels:
+            assert prepared_count(log, os.path.basename(name)) == 1, (name, log[-3000:])
+    assert not [entry for entry in os.listdir(cache) if ".tmp-" in entry]
