@@ -421,7 +421,7 @@ class Tiled:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 os.ftruncate(fd, shape[0] * shape[1] * shape[2] * 4)
-                write_frame(images, shape, fd)
+                write_frame(images, shape, fd, nthreads=self.nthreads)
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -335,6 +335,11 @@ class Image:
             out[np.isinf(out)] = np.nan
         return out
 
+    @property
+    def is_compressed(self) -> bool:
+        """Whether the image comes from a tile-compressed HDU."""
+        return isinstance(self._hdu, fits.CompImageHDU)
+
     def drop_cached_pages(self) -> None:
         """Let the kernel drop the mapped pages read so far from this process.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from astropy.io import fits
@@ -85,6 +86,7 @@ def write_frame(
     shape: tuple[int, int, int],
     fd: int,
     stripe_rows: int = 256,
+    nthreads: int = 1,
 ) -> None:
     """Write the frame, channel-major float32, FITS row order, into an open file.
 
@@ -100,6 +102,9 @@ def write_frame(
         File descriptor open for writing; the file is written at offsets.
     stripe_rows : int, optional
         Number of frame rows assembled at once.
+    nthreads : int, optional
+        Stripes assembled at once, in threads (numpy's conversions and the
+        writes release the GIL); compressed HDUs are always read by one thread.
     """
     nchan, ny, nx = shape
     # When the DETSEC areas tile the frame exactly, every pixel gets written and
@@ -116,15 +121,26 @@ def write_frame(
         for b in boxes[i + 1 :]
     )
     fill = np.empty if covered == ny * nx and not overlap else _blank_full
-    for r0 in range(0, ny, stripe_rows):
+
+    def write_stripe(r0: int) -> None:
         r1 = min(ny, r0 + stripe_rows)
         stripe = fill((nchan, r1 - r0, nx), dtype=np.float32)
         for image in images:
             _place(image, stripe, r0, r1)
         for c in range(nchan):
             os.pwrite(fd, stripe[c].data.cast("B"), ((c * ny + r0) * nx) * 4)
-        for image in images:
-            image.drop_cached_pages()
+
+    # astropy's decompression of tile-compressed HDUs is not known to be
+    # thread-safe: those are read by one thread.
+    if any(image.is_compressed for image in images):
+        nthreads = 1
+    starts = list(range(0, ny, stripe_rows))
+    with ThreadPoolExecutor(max_workers=max(1, nthreads)) as pool:
+        for batch in range(0, len(starts), max(1, nthreads)):
+            list(pool.map(write_stripe, starts[batch : batch + max(1, nthreads)]))
+            # Between batches no thread reads: let the mapped source pages go.
+            for image in images:
+                image.drop_cached_pages()
 
 
 def _blank_full(shape: tuple[int, int, int], dtype: type) -> np.ndarray:

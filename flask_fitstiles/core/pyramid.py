@@ -157,19 +157,28 @@ def downsample2x2(block: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     mean : ndarray
         Mean of the valid pixels of each 2 x 2 cell; NaN where none is valid.
     """
-    valid = ~np.isnan(block)
-    filled = np.where(valid, block, np.float32(0))
-    total = filled[:, 0::2, 0::2] + filled[:, 0::2, 1::2]
-    total += filled[:, 1::2, 0::2]
-    total += filled[:, 1::2, 1::2]
-    count = valid[:, 0::2, 0::2].astype(np.float32)
-    count += valid[:, 0::2, 1::2]
-    count += valid[:, 1::2, 0::2]
-    count += valid[:, 1::2, 1::2]
+    quads = (
+        block[:, 0::2, 0::2],
+        block[:, 0::2, 1::2],
+        block[:, 1::2, 0::2],
+        block[:, 1::2, 1::2],
+    )
     if out is None:
-        out = np.empty_like(total)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        np.divide(total, count, out=out)
+        out = np.empty(quads[0].shape, dtype=np.float32)
+    # Most cells hold four valid pixels: a plain mean, where any NaN propagates
+    # and marks the (few) cells to redo with the NaN-aware mean.
+    np.add(quads[0], quads[1], out=out)
+    out += quads[2]
+    out += quads[3]
+    out *= np.float32(0.25)
+    bad = np.nonzero(np.isnan(out))
+    if bad[0].size:
+        values = np.stack([quad[bad] for quad in quads])
+        valid = ~np.isnan(values)
+        total = np.where(valid, values, np.float32(0)).sum(axis=0, dtype=np.float32)
+        count = valid.sum(axis=0, dtype=np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[bad] = total / count
     return out
 
 

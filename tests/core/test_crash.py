@@ -33,8 +33,8 @@ CHILD = textwrap.dedent(
 
     if stage == "frame":
         original = mosaic.write_frame
-        def write_frame(images, shape, fd, stripe_rows=256):
-            original(images, (shape[0], shape[1] // 2, shape[2]), fd, stripe_rows)
+        def write_frame(images, shape, fd, **kwargs):
+            original(images, (shape[0], shape[1] // 2, shape[2]), fd, **kwargs)
             stall()
         tiled.write_frame = write_frame
     elif stage == "levels":
