@@ -236,8 +236,11 @@ def build_levels(
                 reader = _level_reader(tiles_fd, offsets[level - 1], nchan, sh, sw)
             for d0 in range(0, dh, stripe_rows):
                 d1 = min(dh, d0 + stripe_rows)
-                block = np.full((nchan, 2 * (d1 - d0), 2 * dw), np.nan, dtype=np.float32)
+                block = np.empty((nchan, 2 * (d1 - d0), 2 * dw), dtype=np.float32)
                 s1 = min(sh, 2 * d1)
+                # Only the padding beyond an odd edge is outside the image (blank).
+                block[:, s1 - 2 * d0 :, :] = np.nan
+                block[:, :, sw:] = np.nan
                 reader(2 * d0, s1, block[:, : s1 - 2 * d0, :sw])
                 out = np.empty((nchan, d1 - d0, dw), dtype=np.float32)
                 _downsample_parallel(block, out, pool, nthreads)
