@@ -176,13 +176,13 @@ def cpu_jiffies() -> tuple[int, int]:
     return total - idle, total
 
 
-def tree_jiffies(pid: int) -> int:
-    """Return the CPU time (user + system, clock ticks) of a process tree so far.
+def tree_cpu(pid: int) -> dict[int, int]:
+    """Return the CPU time (user + system, clock ticks) so far of each process of a tree.
 
     Children that exited and were waited for count in their parent's cumulative
-    fields; live ones are summed here.
+    fields.
     """
-    ticks = 0
+    ticks = {}
     for member in process_tree(pid):
         try:
             with open(f"/proc/{member}/stat", encoding="ascii") as f:
@@ -190,7 +190,7 @@ def tree_jiffies(pid: int) -> int:
         except OSError:
             continue
         # utime, stime, cutime, cstime are fields 14-17 (1-based) of the full line.
-        ticks += sum(int(v) for v in fields[11:15])
+        ticks[member] = sum(int(v) for v in fields[11:15])
     return ticks
 
 

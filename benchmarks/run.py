@@ -20,13 +20,16 @@ writes ``$BENCH_DIR/results.json``. Environment: ``BENCH_PEER=1`` (reference
 server too), ``BENCH_DIR`` (folder), ``BENCH_DURATION`` (seconds per wrk run,
 default 10), ``BENCH_WORKERS`` (default 2), ``BENCH_PREPARE_REPEAT`` (cold
 preparations per image, default 3: the median time and the largest peak RSS
-are reported), ``BENCH_QUIET_WAIT`` (longest wait,
-in seconds, for other jobs to leave the CPUs before each timed run; default 60),
-``BENCH_PEER_THREADS`` (engine threads of the reference; default its own).
+are reported), ``BENCH_QUIET_WAIT`` (longest wait, in seconds, for other jobs
+to leave the CPUs before each timed run; default 60), ``BENCH_PEER_THREADS``
+(engine threads of the reference; default its own).
 
-Each wrk run also reports the server's CPU time per request and the share of
-the machine's CPU that other jobs took meanwhile ("other load"): on a 2-core
-machine a busy neighbour skews every figure, so check it before trusting one.
+Each wrk run also reports the server's CPU time per request, the share of it
+taken by the busiest server process (keep-alive connections stay with the
+worker that accepted them: when one worker gets all 8, it is near 100% and the
+throughput halves) and the share of the machine's CPU that other jobs took
+meanwhile ("other load"): on a 2-core machine a busy neighbour skews every
+figure, so check both before trusting one.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ from benchlib import (  # noqa: E402
     free_port,
     http_get,
     images_dir,
-    tree_jiffies,
+    tree_cpu,
     wait_http,
     wait_quiet,
 )
@@ -361,13 +364,15 @@ def run_wrk(
     idle_before = wait_quiet(QUIET_WAIT)
     hz = os.sysconf("SC_CLK_TCK")
     busy0, total0 = cpu_jiffies()
-    server0 = tree_jiffies(server.proc.pid)
+    per_process0 = tree_cpu(server.proc.pid)
+    server0 = sum(per_process0.values())
     child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         command, capture_output=True, text=True, timeout=duration + 60, check=False
     )
     busy1, total1 = cpu_jiffies()
-    server1 = tree_jiffies(server.proc.pid)
+    per_process1 = tree_cpu(server.proc.pid)
+    server1 = sum(per_process1.values())
     child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk_ticks = (child1.ru_utime + child1.ru_stime - child0.ru_utime - child0.ru_stime) * hz
     total = max(1, total1 - total0)
@@ -378,6 +383,7 @@ def run_wrk(
         raise RuntimeError(f"wrk failed ({label}): {out.stderr or out.stdout}")
     stats: dict[str, Any] = json.loads(found.group(1))
     seconds = stats["duration_us"] / 1e6
+    stats["connections"] = connections
     stats["tps"] = stats["requests"] / seconds if seconds else 0.0
     stats["errors"] = sum(
         stats[k] for k in ("connect", "read", "write", "status", "timeout")
@@ -388,6 +394,11 @@ def run_wrk(
     stats["cpu_server"] = (server1 - server0) / total
     stats["cpu_wrk"] = wrk_ticks / total
     stats["cpu_other"] = max(0.0, (busy1 - busy0 - (server1 - server0) - wrk_ticks) / total)
+    # Share of the server's CPU time taken by its busiest process: with keep-alive
+    # connections pinned to the worker that accepted them, one worker may get
+    # them all and the other idle (then about 1.0 with 2 workers, instead of 0.5).
+    spent = [per_process1[p] - per_process0.get(p, 0) for p in per_process1]
+    stats["busiest_process_share"] = max(spent) / max(1, sum(spent)) if spent else 0.0
     if stats["requests"]:
         # Server CPU per request, in ms of one core.
         stats["server_cpu_ms"] = (server1 - server0) / hz / stats["requests"] * 1e3
@@ -395,6 +406,7 @@ def run_wrk(
         f"  {server.name:9s} {label:28s} {stats['tps']:8.0f} tiles/s  "
         f"p50 {stats['p50_us'] / 1000:7.2f} ms  p99 {stats['p99_us'] / 1000:7.2f} ms  "
         f"errors {stats['errors']}  cpu/req {stats.get('server_cpu_ms', 0):.2f} ms  "
+        f"busiest process {stats['busiest_process_share'] * 100:.0f}%  "
         f"other load {stats['cpu_other'] * 100:.0f}%",
         flush=True,
     )
@@ -618,6 +630,7 @@ def figures(results: dict[str, Any] | None, image_bytes: int) -> dict[str, float
         "cpu_uncached_ms": wrk("uncached_c8", "server_cpu_ms"),
         "cpu_cached_ms": wrk("cached_c8", "server_cpu_ms"),
         "other_load_pct": other,
+        "busiest_pct": wrk("uncached_c8", "busiest_process_share", 100),
     }
 
 
@@ -649,6 +662,7 @@ SPECS: list[tuple[str, str, str, str | None, float]] = [
     ("bare_c8_tps", "bare Flask 32 KiB body, c=8", "1/s", None, 0),
     ("cpu_uncached_ms", "server CPU per uncached tile", "ms", None, 0),
     ("cpu_cached_ms", "server CPU per cached tile", "ms", None, 0),
+    ("busiest_pct", "busiest server process, uncached c=8", "%", None, 0),
     ("other_load_pct", "other jobs' CPU, worst wrk run", "%", None, 0),
 ]
 
@@ -671,7 +685,7 @@ def build_rows(
                 limit *= base
             kind = sign if base is not None else None
         elif kind is not None:
-            target = f"{kind} {limit:g}"
+            target = "= 0" if (kind, limit) == ("<=", 0) else f"{kind} {limit:g}"
         if kind is not None and value is not None:
             passed = {
                 ">=": value >= limit,
@@ -744,18 +758,18 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
     results: dict[str, Any] = {"machine": info, "duration_s": DURATION, "workers": WORKERS}
     try:
-        in_process = {
-            fif: prepare_in_process(fif, root / f"in-process-{fif}")
-            for fif in (STAR_8K, STAR_16K)
-        }
-        for fif, res in in_process.items():
-            print(
-                f"  in-process Tiled({fif}): {res['seconds']:.2f} s, "
-                f"maxrss {res['maxrss_mb']:.0f} MB",
-                flush=True,
-            )
+        in_process: dict[str, dict[str, Any]] = {}
         results["in_process"] = in_process
         for fif in (STAR_8K, STAR_16K):
+            try:
+                res = in_process[fif] = prepare_in_process(fif, root / f"in-process-{fif}")
+                print(
+                    f"  in-process Tiled({fif}): {res['seconds']:.2f} s, "
+                    f"maxrss {res['maxrss_mb']:.0f} MB",
+                    flush=True,
+                )
+            except subprocess.CalledProcessError as error:
+                print(f"  in-process Tiled({fif}): FAILED\n{error.stderr}", flush=True)
             shutil.rmtree(root / f"in-process-{fif}", ignore_errors=True)
         try:
             results["bare"] = calibrate(bare_server(root))
@@ -779,17 +793,34 @@ def main() -> None:
     ref = figures(results["reference"], image_bytes) if peer else None
     ours["bare_c8_tps"] = _get(results, "bare", "c8", "tps")
     for fif, suffix in ((STAR_8K, ""), (STAR_16K, "16")):
-        ours[f"inproc{suffix}_s"] = results["in_process"][fif]["seconds"]
-        ours[f"inproc{suffix}_mb"] = results["in_process"][fif]["maxrss_mb"]
+        ours[f"inproc{suffix}_s"] = _get(results, "in_process", fif, "seconds")
+        ours[f"inproc{suffix}_mb"] = _get(results, "in_process", fif, "maxrss_mb")
     rows = build_rows(ours, ref)
     results["figures"] = {"ours": ours, "reference": ref}
     results["table"] = [{**row.__dict__, "ratio": row.ratio()} for row in rows]
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     print()
     print_table(rows, peer)
+    for name in ("ours", "reference"):
+        for run, stats in results.get(name, {}).get("wrk", {}).items():
+            # One connection is served by one worker by design.
+            spread = WORKERS > 1 and stats.get("connections", 1) > 1
+            if spread and stats.get("busiest_process_share", 0) > 0.8:
+                print(
+                    f"warning: {name} {run}: one process did "
+                    f"{stats['busiest_process_share']:.0%} of the work (its workers got "
+                    "unequal shares of the keep-alive connections)"
+                )
+            if stats.get("cpu_other", 0) > 0.1:
+                print(
+                    f"warning: {name} {run}: other jobs took "
+                    f"{stats['cpu_other']:.0%} of the CPU"
+                )
     print(f"(logs in {root})")
+    text = json.dumps(results, indent=2, default=str) + "\n"
+    (root / "results.json").write_text(text, encoding="utf-8")  # kept with the logs
     out = folder / "results.json"
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    out.write_text(text, encoding="utf-8")
     print(f"results written to {out}")
 
 

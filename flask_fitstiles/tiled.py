@@ -853,8 +853,11 @@ class Tiled:
                 cache = self.tile_cache
 
         def make() -> bytes:
-            raster = self.get_tile_raster(tilelevel, tileindex, **settings)
-            return self.encode(raster, quality=settings["quality"])
+            # Straight from the rendered image to JPEG: no numpy raster in between.
+            options = dict(settings)
+            quality = options.pop("quality")
+            tile = self.get_tile(tilelevel, tileindex)
+            return render.render_jpeg(tile, self.minmax, quality, **options)
 
         return cache.get_or_make(key, make)
 

@@ -21,7 +21,7 @@ import io
 import math
 import threading
 from functools import lru_cache
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from PIL import Image
@@ -33,6 +33,7 @@ __all__ = [
     "colormap_lut",
     "encode_jpeg",
     "mix_matrix",
+    "render_jpeg",
     "render_tile",
     "resize_raster",
 ]
@@ -256,6 +257,69 @@ def _channel_cuts(
     return limits
 
 
+def _render_image(
+    tile: np.ndarray,
+    cuts: np.ndarray,
+    channel: int | None = None,
+    minmax: tuple[tuple[int, float, float], ...] | None = None,
+    mix: tuple[tuple[int, float, float, float], ...] | None = None,
+    brightness: float = 0.0,
+    contrast: float = 1.0,
+    gamma: float = 2.2,
+    colormap: str = "grey",
+    invert: bool = False,
+) -> Image.Image:
+    """Render one tile of float data as a Pillow image (see :func:`render_tile`)."""
+    if tile.ndim != 3:
+        raise ValueError(f"tile must be (nchannels, h, w), got shape {tile.shape}")
+    nchannels, height, width = tile.shape
+    if cuts.shape != (nchannels, 2):
+        raise ValueError(f"cuts must have shape ({nchannels}, 2), got {cuts.shape}")
+    colormap_lut(colormap)  # reject an unknown name in either mode
+    limits = _channel_cuts(cuts, minmax)
+    levels = _level_lut(float(gamma), bool(invert))
+
+    if channel is not None:
+        palette = _PALETTES.get(colormap)  # None for grey
+        index = channel - 1 if 1 <= channel <= nchannels else 0
+        lo, hi = limits[index]
+        scaled = _scratch.get("scaled", (height, width), np.float32)
+        # Overflow (huge factor, +/-inf data) and inf * 0 are expected and clipped.
+        with np.errstate(over="ignore", invalid="ignore"):
+            _scale_into(tile[index], lo, hi, contrast, brightness, 0.5, scaled)
+        grey = np.empty((height, width), dtype=np.uint8)
+        _apply_levels(scaled, levels, grey)
+        if palette is None:
+            return Image.frombuffer("L", (width, height), grey, "raw", "L", 0, 1)
+        image = Image.frombuffer("P", (width, height), grey, "raw", "P", 0, 1)
+        image.putpalette(palette)
+        # Pillow's palette expansion is several times faster than a (256, 3) np.take.
+        return image.convert("RGB")
+
+    npixels = height * width
+    scaled = _scratch.get("scaled", (nchannels, height, width), np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for index, (lo, hi) in enumerate(limits):
+            _scale_into(tile[index], lo, hi, contrast, brightness, 0.0, scaled[index])
+    _zero_blanks(scaled)  # a blank channel contributes nothing to the mix
+    matrix = mix_matrix(nchannels, mix)
+    # Equal weights in R, G and B (no MIX, or a grey mix) give three equal bands:
+    # compute one and use it thrice.
+    nbands = 1 if (matrix == matrix[0]).all() else 3
+    rgb = _scratch.get("rgb", (nbands, npixels), np.float32)
+    np.matmul(matrix[:nbands], scaled.reshape(nchannels, npixels), out=rgb)
+    np.add(rgb, np.float32(0.5), out=rgb)  # round, not truncate, to a table index
+    bands = _scratch.get("bands", (nbands, npixels), np.uint8)
+    _apply_levels(rgb, levels, bands)
+    planes = [
+        Image.frombuffer("L", (width, height), bands[band % nbands], "raw", "L", 0, 1)
+        for band in range(3)
+    ]
+    # Pillow interleaves the bands far faster than a strided numpy copy, and its
+    # result is a fresh copy, so the scratch bands can be reused at once.
+    return Image.merge("RGB", planes)
+
+
 def render_tile(
     tile: np.ndarray,
     cuts: np.ndarray,
@@ -308,54 +372,43 @@ def render_tile(
     BadParameterError
         If `colormap` is unknown.
     """
-    if tile.ndim != 3:
-        raise ValueError(f"tile must be (nchannels, h, w), got shape {tile.shape}")
-    nchannels, height, width = tile.shape
-    if cuts.shape != (nchannels, 2):
-        raise ValueError(f"cuts must have shape ({nchannels}, 2), got {cuts.shape}")
-    colormap_lut(colormap)  # reject an unknown name in either mode
-    limits = _channel_cuts(cuts, minmax)
-    levels = _level_lut(float(gamma), bool(invert))
+    return np.asarray(
+        _render_image(
+            tile,
+            cuts,
+            channel=channel,
+            minmax=minmax,
+            mix=mix,
+            brightness=brightness,
+            contrast=contrast,
+            gamma=gamma,
+            colormap=colormap,
+            invert=invert,
+        )
+    )
 
-    if channel is not None:
-        palette = _PALETTES.get(colormap)  # None for grey
-        index = channel - 1 if 1 <= channel <= nchannels else 0
-        lo, hi = limits[index]
-        scaled = _scratch.get("scaled", (height, width), np.float32)
-        # Overflow (huge factor, +/-inf data) and inf * 0 are expected and clipped.
-        with np.errstate(over="ignore", invalid="ignore"):
-            _scale_into(tile[index], lo, hi, contrast, brightness, 0.5, scaled)
-        grey = np.empty((height, width), dtype=np.uint8)
-        _apply_levels(scaled, levels, grey)
-        if palette is None:
-            return grey
-        image = Image.frombuffer("P", (width, height), grey, "raw", "P", 0, 1)
-        image.putpalette(palette)
-        # Pillow's palette expansion is several times faster than a (256, 3) np.take.
-        return np.asarray(image.convert("RGB"))
 
-    npixels = height * width
-    scaled = _scratch.get("scaled", (nchannels, height, width), np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for index, (lo, hi) in enumerate(limits):
-            _scale_into(tile[index], lo, hi, contrast, brightness, 0.0, scaled[index])
-    _zero_blanks(scaled)  # a blank channel contributes nothing to the mix
-    matrix = mix_matrix(nchannels, mix)
-    # Equal weights in R, G and B (no MIX, or a grey mix) give three equal bands:
-    # compute one and use it thrice.
-    nbands = 1 if (matrix == matrix[0]).all() else 3
-    rgb = _scratch.get("rgb", (nbands, npixels), np.float32)
-    np.matmul(matrix[:nbands], scaled.reshape(nchannels, npixels), out=rgb)
-    np.add(rgb, np.float32(0.5), out=rgb)  # round, not truncate, to a table index
-    bands = _scratch.get("bands", (nbands, npixels), np.uint8)
-    _apply_levels(rgb, levels, bands)
-    planes = [
-        Image.frombuffer("L", (width, height), bands[band % nbands], "raw", "L", 0, 1)
-        for band in range(3)
-    ]
-    # Pillow interleaves the bands far faster than a strided numpy copy, and its
-    # result is a fresh copy, so the scratch bands can be reused at once.
-    return np.asarray(Image.merge("RGB", planes))
+def render_jpeg(tile: np.ndarray, cuts: np.ndarray, quality: int, **settings: Any) -> bytes:
+    """Render one tile and encode it as JPEG, without an intermediate numpy raster.
+
+    Parameters
+    ----------
+    tile : numpy.ndarray
+        ``(nchannels, h, w)`` float32 data, as for :func:`render_tile`.
+    cuts : numpy.ndarray
+        ``(nchannels, 2)`` default (min, max) per channel.
+    quality : int
+        JPEG quality, 0 to 100.
+    **settings : Any
+        Keyword arguments of :func:`render_tile` (channel, minmax, mix, ...).
+
+    Returns
+    -------
+    jpeg : bytes
+        One-band JPEG in mono mode with the grey colormap, else three-band.
+    """
+    _check_quality(quality)
+    return _encode_image(_render_image(tile, cuts, **settings), quality)
 
 
 def encode_jpeg(raster: np.ndarray, quality: int) -> bytes:
@@ -380,10 +433,7 @@ def encode_jpeg(raster: np.ndarray, quality: int) -> bytes:
     BadParameterError
         If `quality` is outside 0 to 100.
     """
-    if not 0 <= quality <= 100:
-        raise BadParameterError(
-            f"JPEG quality {quality} is out of range; use 0 to 100", loc=("query", "QLT")
-        )
+    _check_quality(quality)
     if raster.dtype != np.uint8 or not (
         raster.ndim == 2 or (raster.ndim == 3 and raster.shape[2] == 3)
     ):
@@ -394,7 +444,19 @@ def encode_jpeg(raster: np.ndarray, quality: int) -> bytes:
     mode = "L" if raster.ndim == 2 else "RGB"
     data = np.ascontiguousarray(raster)  # no copy for render_tile's output
     height, width = raster.shape[:2]
-    image = Image.frombuffer(mode, (width, height), data, "raw", mode, 0, 1)
+    return _encode_image(
+        Image.frombuffer(mode, (width, height), data, "raw", mode, 0, 1), quality
+    )
+
+
+def _check_quality(quality: int) -> None:
+    if not 0 <= quality <= 100:
+        raise BadParameterError(
+            f"JPEG quality {quality} is out of range; use 0 to 100", loc=("query", "QLT")
+        )
+
+
+def _encode_image(image: Image.Image, quality: int) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=int(quality))
     return buffer.getvalue()
