@@ -422,7 +422,9 @@ class Tiled:
             try:
                 os.ftruncate(fd, shape[0] * shape[1] * shape[2] * 4)
                 write_frame(images, shape, fd, nthreads=self.nthreads)
-                os.fsync(fd)
+                # No fsync here: make_tiles syncs the frame after building the
+                # levels, by when the kernel has mostly written it back. Only the
+                # pickle marks an image whole, and it is written after both syncs.
             finally:
                 os.close(fd)
             os.replace(temp, self.data_filename)
@@ -528,6 +530,7 @@ class Tiled:
                     data_fd, tiles_fd, self.shape, self.nlevels, nthreads=self.nthreads
                 )
                 os.fsync(tiles_fd)
+                os.fsync(data_fd)
             finally:
                 os.close(data_fd)
                 os.close(tiles_fd)
