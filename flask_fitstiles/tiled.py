@@ -206,7 +206,6 @@ class Tiled:
                 self.nchannels = images[0].nchannels
                 self.images = images
                 self.tile_shape = (self.nchannels, int(tilesize[0]), int(tilesize[1]))
-                self.cmix = np.ones((3, self.nchannels), dtype=np.float32)
                 self.make_mosaic(images)
                 for image in images:
                     image.release()
