@@ -844,9 +844,11 @@ class Tiled:
         settings = self.normalize_settings(
             channel, minmax, mix, brightness, contrast, gamma, colormap, invert, quality
         )
-        # Validate before touching the cache: a bad index must not be memoized.
-        self.get_tile(tilelevel, tileindex)
-        key = (self.identity, tilelevel, tileindex, tuple(settings.items()))
+        quality = settings.pop("quality")
+        # Taken (and validated) before touching the cache: a bad index must not be
+        # memoized; the view costs nothing until a miss renders it.
+        tile = self.get_tile(tilelevel, tileindex)
+        key = (self.identity, tilelevel, tileindex, quality, tuple(settings.items()))
         cache = self.tile_cache
         if cache is None:
             with self._lock:
@@ -856,10 +858,7 @@ class Tiled:
 
         def make() -> bytes:
             # Straight from the rendered image to JPEG: no numpy raster in between.
-            options = dict(settings)
-            quality = options.pop("quality")
-            tile = self.get_tile(tilelevel, tileindex)
-            return render.render_jpeg(tile, self.minmax, quality, **options)
+            return render.render_jpeg(tile, self.minmax, quality, **settings)
 
         return cache.get_or_make(key, make)
 
@@ -1068,14 +1067,9 @@ def _background_samples(image: Image) -> np.ndarray:
 
 
 def _load_fresh(
-    object_filename: str,
-    filename: str,
-    tilesize: tuple[int, ...],
-    key: bytes | None = None,
+    object_filename: str, filename: str, tilesize: tuple[int, ...], key: bytes
 ) -> Tiled | None:
     """Return the pickled object if it verifies and is fresh for the source, else None."""
-    if key is None:
-        key = get_secret_key(os.path.dirname(object_filename))
     try:
         with open(object_filename, "rb") as f:
             blob = f.read()
