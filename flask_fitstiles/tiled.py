@@ -276,10 +276,12 @@ class Tiled:
         self._data: np.ndarray | None = None
         self._tiles: np.ndarray | None = None
         self.tile_cache: TileCache | None = None
+        # Tiles file that make_mosaic started (level 1) and make_tiles completes.
+        self._tiles_temp: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_lock", "_data", "_tiles", "tile_cache", "_secret_key"):
+        for key in ("_lock", "_data", "_tiles", "tile_cache", "_secret_key", "_tiles_temp"):
             state.pop(key, None)
         return state
 
@@ -415,21 +417,45 @@ class Tiled:
         self.minmax = np.median(np.array([image.minmax for image in images]), axis=0)
         self.bitdepth = images[0].bitdepth
         self.header = self.make_header()
+        nlevels = pyramid.compute_nlevels(shape[1], shape[2], *self.tile_shape[1:])
         temp = aside(self.data_filename)
+        # Level 1 of the pyramid is computed from the frame's stripes as they are
+        # written, into the tiles file that make_tiles completes.
+        tiles_temp = aside(self.tiles_filename) if nlevels > 1 else None
+        tiles_fd = -1
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 os.ftruncate(fd, shape[0] * shape[1] * shape[2] * 4)
-                write_frame(images, shape, fd, nthreads=self.nthreads)
-                # No fsync here: make_tiles syncs the frame after building the
-                # levels, by when the kernel has mostly written it back. Only the
-                # pickle marks an image whole, and it is written after both syncs.
+                on_stripe = None
+                if tiles_temp is not None:
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                    tiles_fd = os.open(tiles_temp, flags, 0o600)
+                    offsets = pyramid.level_offsets(*shape, nlevels)
+                    os.ftruncate(tiles_fd, offsets[-1] * 4)
+                    on_stripe = pyramid.level1_writer(tiles_fd, shape)
+                write_frame(
+                    images,
+                    shape,
+                    fd,
+                    nthreads=self.nthreads,
+                    row_phase=pyramid.frame_row_phase(shape[1]),
+                    on_stripe=on_stripe,
+                )
+                # No fsync here: the writes were started early (start_writeback)
+                # and make_tiles syncs both files. Only the pickle marks an image
+                # whole, and it is written after those syncs.
             finally:
                 os.close(fd)
+                if tiles_fd >= 0:
+                    os.close(tiles_fd)
             os.replace(temp, self.data_filename)
         except BaseException:
             unlink_quietly(temp)
+            if tiles_temp is not None:
+                unlink_quietly(tiles_temp)
             raise
+        self._tiles_temp = tiles_temp
 
     def make_header(self) -> fits.Header:
         """Generate a FITS header with a global WCS for the mosaic.
@@ -518,15 +544,27 @@ class Tiled:
         )
 
     def make_tiles(self) -> None:
-        """Generate all tiles from the image: write the reduced pyramid levels."""
-        temp = aside(self.tiles_filename)
+        """Generate all tiles from the image: write the reduced pyramid levels.
+
+        Completes the tiles file whose level 1 :meth:`make_mosaic` wrote, or
+        computes every level from the frame file if there is none.
+        """
+        temp, self._tiles_temp = self._tiles_temp, None
+        first_level = 1 if temp is None else 2
+        if temp is None:
+            temp = aside(self.tiles_filename)
         try:
-            tiles_fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            tiles_fd = os.open(temp, os.O_RDWR | os.O_CREAT, 0o600)
             data_fd = os.open(self.data_filename, os.O_RDONLY)
             try:
                 os.ftruncate(tiles_fd, self.level_offsets[-1] * 4)
                 pyramid.build_levels(
-                    data_fd, tiles_fd, self.shape, self.nlevels, nthreads=self.nthreads
+                    data_fd,
+                    tiles_fd,
+                    self.shape,
+                    self.nlevels,
+                    nthreads=self.nthreads,
+                    first_level=first_level,
                 )
                 os.fsync(tiles_fd)
                 os.fsync(data_fd)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFitsError
+from .cachefiles import start_writeback
 from .image import STRUCTURAL_KEYWORDS, Image
 
 __all__ = ["frame_geometry", "mosaic_header", "write_frame"]
@@ -87,6 +88,8 @@ def write_frame(
     fd: int,
     stripe_rows: int = 256,
     nthreads: int = 1,
+    row_phase: int = 0,
+    on_stripe: Callable[[int, int, np.ndarray], None] | None = None,
 ) -> None:
     """Write the frame, channel-major float32, FITS row order, into an open file.
 
@@ -105,6 +108,12 @@ def write_frame(
     nthreads : int, optional
         Stripes assembled at once, in threads (numpy's conversions and the
         writes release the GIL); compressed HDUs are always read by one thread.
+    row_phase : int, optional
+        Stripe boundaries fall at rows ``k * stripe_rows - row_phase`` (and 0).
+    on_stripe : callable, optional
+        Called as ``on_stripe(r0, r1, stripe)`` with every stripe of frame rows
+        ``r0:r1`` once written, from the thread that assembled it (the pyramid's
+        level 1 is computed there).
     """
     nchan, ny, nx = shape
     # When the DETSEC areas tile the frame exactly, every pixel gets written and
@@ -122,22 +131,32 @@ def write_frame(
     )
     fill = np.empty if covered == ny * nx and not overlap else _blank_full
 
-    def write_stripe(r0: int) -> None:
-        r1 = min(ny, r0 + stripe_rows)
+    def write_stripe(r0: int, r1: int) -> None:
         stripe = fill((nchan, r1 - r0, nx), dtype=np.float32)
         for image in images:
             _place(image, stripe, r0, r1)
         for c in range(nchan):
-            os.pwrite(fd, stripe[c].data.cast("B"), ((c * ny + r0) * nx) * 4)
+            offset = ((c * ny + r0) * nx) * 4
+            os.pwrite(fd, stripe[c].data.cast("B"), offset)
+            start_writeback(fd, offset, stripe[c].nbytes)
+        if on_stripe is not None:
+            on_stripe(r0, r1, stripe)
 
     # astropy's decompression of tile-compressed HDUs is not known to be
     # thread-safe: those are read by one thread.
     if any(image.is_compressed for image in images):
         nthreads = 1
-    starts = list(range(0, ny, stripe_rows))
+    bounds = [0, *range(stripe_rows - row_phase % stripe_rows, ny, stripe_rows), ny]
+    bounds = sorted(set(bounds))
+    stripes = list(zip(bounds[:-1], bounds[1:], strict=True))
     with ThreadPoolExecutor(max_workers=max(1, nthreads)) as pool:
-        for batch in range(0, len(starts), max(1, nthreads)):
-            list(pool.map(write_stripe, starts[batch : batch + max(1, nthreads)]))
+        for batch in range(0, len(stripes), max(1, nthreads)):
+            jobs = [
+                pool.submit(write_stripe, r0, r1)
+                for r0, r1 in stripes[batch : batch + max(1, nthreads)]
+            ]
+            for job in jobs:
+                job.result()
             # Between batches no thread reads: let the mapped source pages go.
             for image in images:
                 image.drop_cached_pages()

@@ -18,12 +18,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .cachefiles import start_writeback
+
+Reader = Callable[[int, int, np.ndarray], None]
+FrameStripeSink = Callable[[int, int, np.ndarray], None]
+
 __all__ = [
+    "FrameStripeSink",
     "build_levels",
     "compute_grid_shape",
     "compute_nlevels",
     "compute_tile_bordershape",
     "downsample2x2",
+    "frame_row_phase",
+    "level1_writer",
     "level_offsets",
     "level_shape",
 ]
@@ -194,6 +202,75 @@ def _read_channel_rows(
         raise OSError(f"short read: {got} of {nbytes} bytes")
 
 
+def frame_row_phase(ny: int) -> int:
+    """Return the stripe phase of the frame rows that level 1 pairs up.
+
+    Level 1 pairs display rows from the top, so FITS rows ``(ny - 2, ny - 1)``,
+    ``(ny - 4, ny - 3)``, ...; with an odd ny, row 0 pairs with a blank row below
+    the image. Stripes of the frame make whole pairs when their boundaries sit
+    at ``k * stripe_rows - phase`` (and 0).
+
+    Parameters
+    ----------
+    ny : int
+        Frame rows.
+
+    Returns
+    -------
+    phase : int
+        ``ny % 2``.
+    """
+    return ny % 2
+
+
+def level1_writer(tiles_fd: int, shape: tuple[int, int, int]) -> FrameStripeSink:
+    """Return a function that writes level 1 from stripes of the frame, as written.
+
+    Computing level 1 while the frame is assembled saves reading the whole frame
+    back from the file. Stripe boundaries must follow :func:`frame_row_phase`.
+
+    Parameters
+    ----------
+    tiles_fd : int
+        Tiles file, open for writing; level 1 starts at its beginning.
+    shape : tuple[int, int, int]
+        Frame shape (channels, y, x).
+
+    Returns
+    -------
+    sink : callable
+        ``sink(r0, r1, stripe)`` takes FITS rows ``r0:r1`` of the frame, as a
+        (channels, r1 - r0, x) float32 array, and writes the level-1 rows they
+        make. Calls for different stripes may run at once, in threads.
+    """
+    nchan, ny, nx = shape
+    phase = frame_row_phase(ny)
+    dh, dw = level_shape(ny, nx, 1)
+
+    def sink(r0: int, r1: int, stripe: np.ndarray) -> None:
+        # Rows counted from the blank row below an odd frame: pairs are (2k, 2k + 1).
+        g0 = 0 if r0 == 0 else r0 + phase
+        g1 = r1 + phase
+        if g0 % 2 or g1 % 2:
+            raise ValueError(f"frame stripe {r0}:{r1} splits a pair of rows")
+        pad_rows = (r1 - r0) != (g1 - g0)
+        if pad_rows or nx % 2:
+            block = np.full((nchan, g1 - g0, 2 * dw), np.nan, dtype=np.float32)
+            block[:, g1 - g0 - (r1 - r0) :, :nx] = stripe
+        else:
+            block = stripe
+        # Display order (top first), as build_levels reads it: the same sums in
+        # the same order, so the same bits.
+        out = downsample2x2(block[:, ::-1])
+        d0 = dh - g1 // 2  # pair k from the bottom is display row dh - 1 - k
+        for c in range(nchan):
+            offset = (c * dh + d0) * dw * 4
+            os.pwrite(tiles_fd, out[c].data.cast("B"), offset)
+            start_writeback(tiles_fd, offset, out[c].nbytes)
+
+    return sink
+
+
 def build_levels(
     data_fd: int,
     tiles_fd: int,
@@ -201,12 +278,13 @@ def build_levels(
     nlevels: int,
     nthreads: int = 1,
     stripe_rows: int = 512,
+    first_level: int = 1,
 ) -> None:
-    """Compute the reduced levels 1 .. nlevels - 1 into the tiles file.
+    """Compute the reduced levels ``first_level .. nlevels - 1`` into the tiles file.
 
-    Level 0 is read from the frame file (FITS row order, so read flipped);
-    each further level from the previous one in the tiles file. Work goes in
-    stripes, so memory does not grow with the image.
+    Level 1 is computed from level 0, read from the frame file (FITS row order,
+    so read flipped); each further level from the previous one in the tiles file.
+    Work goes in stripes, so memory does not grow with the image.
 
     Parameters
     ----------
@@ -222,12 +300,15 @@ def build_levels(
         Threads that compute the means (numpy releases the GIL).
     stripe_rows : int, optional
         Output rows computed per stripe (even).
+    first_level : int, optional
+        First level to compute; 2 when level 1 was written with the frame
+        (:func:`level1_writer`).
     """
     nchan, ny, nx = shape
     offsets = level_offsets(nchan, ny, nx, nlevels)
     pool = ThreadPoolExecutor(max_workers=max(1, nthreads)) if nthreads > 1 else None
     try:
-        for level in range(1, nlevels):
+        for level in range(max(1, first_level), nlevels):
             sh, sw = level_shape(ny, nx, level - 1)
             dh, dw = level_shape(ny, nx, level)
             if level == 1:
@@ -245,11 +326,9 @@ def build_levels(
                 out = np.empty((nchan, d1 - d0, dw), dtype=np.float32)
                 _downsample_parallel(block, out, pool, nthreads)
                 for c in range(nchan):
-                    os.pwrite(
-                        tiles_fd,
-                        out[c].data.cast("B"),
-                        (offsets[level] + (c * dh + d0) * dw) * 4,
-                    )
+                    offset = (offsets[level] + (c * dh + d0) * dw) * 4
+                    os.pwrite(tiles_fd, out[c].data.cast("B"), offset)
+                    start_writeback(tiles_fd, offset, out[c].nbytes)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -274,9 +353,6 @@ def _downsample_parallel(
     ]
     for job in jobs:
         job.result()
-
-
-Reader = Callable[[int, int, np.ndarray], None]
 
 
 def _frame_reader(fd: int, nchan: int, h: int, w: int) -> Reader:

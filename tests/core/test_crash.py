@@ -39,7 +39,7 @@ CHILD = textwrap.dedent(
         tiled.write_frame = write_frame
     elif stage == "levels":
         original_build = pyramid.build_levels
-        def build_levels(data_fd, tiles_fd, shape, nlevels, nthreads=1, stripe_rows=512):
+        def build_levels(data_fd, tiles_fd, shape, nlevels, **kwargs):
             os.pwrite(tiles_fd, b"\\0" * 4096, 0)
             stall()
         pyramid.build_levels = build_levels
