@@ -38,6 +38,7 @@ from .core.cachefiles import (
     unlink_quietly,
 )
 from .core.image import Image, find_image_hdus, header_to_dict
+from .core.mapped import FileMap
 from .core.mosaic import frame_geometry, mosaic_header, write_frame
 from .core.signing import dumps_signed, get_secret_key, loads_signed
 from .core.tilecache import TileCache
@@ -422,33 +423,32 @@ class Tiled:
         # Level 1 of the pyramid is computed from the frame's stripes as they are
         # written, into the tiles file that make_tiles completes.
         tiles_temp = aside(self.tiles_filename) if nlevels > 1 else None
-        tiles_fd = -1
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                os.ftruncate(fd, shape[0] * shape[1] * shape[2] * 4)
-                on_stripe = None
-                if tiles_temp is not None:
-                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                if tiles_temp is None:
+                    write_frame(images, shape, fd, nthreads=self.nthreads)
+                else:
+                    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
                     tiles_fd = os.open(tiles_temp, flags, 0o600)
-                    offsets = pyramid.level_offsets(*shape, nlevels)
-                    os.ftruncate(tiles_fd, offsets[-1] * 4)
-                    on_stripe = pyramid.level1_writer(tiles_fd, shape)
-                write_frame(
-                    images,
-                    shape,
-                    fd,
-                    nthreads=self.nthreads,
-                    row_phase=pyramid.frame_row_phase(shape[1]),
-                    on_stripe=on_stripe,
-                )
-                # No fsync here: the writes were started early (start_writeback)
-                # and make_tiles syncs both files. Only the pickle marks an image
+                    try:
+                        size = pyramid.level_offsets(*shape, nlevels)[-1]
+                        with FileMap(tiles_fd, size) as tiles_map:
+                            write_frame(
+                                images,
+                                shape,
+                                fd,
+                                nthreads=self.nthreads,
+                                row_phase=pyramid.frame_row_phase(shape[1]),
+                                on_stripe=pyramid.level1_writer(tiles_map, shape),
+                            )
+                    finally:
+                        os.close(tiles_fd)
+                # No fsync here: writeback started stripe by stripe, and
+                # make_tiles syncs both files. Only the pickle marks an image
                 # whole, and it is written after those syncs.
             finally:
                 os.close(fd)
-                if tiles_fd >= 0:
-                    os.close(tiles_fd)
             os.replace(temp, self.data_filename)
         except BaseException:
             unlink_quietly(temp)
@@ -557,7 +557,6 @@ class Tiled:
             tiles_fd = os.open(temp, os.O_RDWR | os.O_CREAT, 0o600)
             data_fd = os.open(self.data_filename, os.O_RDONLY)
             try:
-                os.ftruncate(tiles_fd, self.level_offsets[-1] * 4)
                 pyramid.build_levels(
                     data_fd,
                     tiles_fd,

@@ -301,7 +301,14 @@ class Image:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def read_rows(self, y0: int, y1: int, x0: int = 0, x1: int | None = None) -> np.ndarray:
+    def read_rows(
+        self,
+        y0: int,
+        y1: int,
+        x0: int = 0,
+        x1: int | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Read rows ``y0:y1`` (0-based, numpy order) of every channel as float32.
 
         Parameters
@@ -310,12 +317,16 @@ class Image:
             First and past-the-last row.
         x0, x1 : int, optional
             First and past-the-last column (default: all).
+        out : ndarray, optional
+            Float32 (channels, y1 - y0, x1 - x0) destination, any strides (a
+            flipped view of the frame, say): the pixels are converted straight
+            into it, with no temporary copy.
 
         Returns
         -------
         rows : ndarray
             (channels, y1 - y0, x1 - x0) float32, native byte order, scaled,
-            with BLANK and non-finite values set to NaN.
+            with BLANK and non-finite values set to NaN (``out`` if given).
         """
         hdu = self._hdu
         nx = self.shape[2]
@@ -325,13 +336,16 @@ class Image:
         else:
             raw = hdu.data[..., y0:y1, x0:x1]
         raw = np.asarray(raw).reshape(self.nchannels, y1 - y0, x1 - x0)
-        out = raw.astype(np.float32)  # converts byte order and type, always a copy
+        if out is None:
+            out = raw.astype(np.float32)  # converts byte order and type, always a copy
+        else:
+            np.copyto(out, raw, casting="unsafe")
         if self._bscale != 1.0 or self._bzero != 0.0:
             out *= np.float32(self._bscale)
             out += np.float32(self._bzero)
         if self._blank is not None:
             out[raw == self._blank] = np.nan
-        if out.dtype.kind == "f" and raw.dtype.kind == "f":
+        if raw.dtype.kind == "f":
             out[np.isinf(out)] = np.nan
         return out
 

@@ -1,13 +1,13 @@
 """Placing images into one frame and the frame's global WCS.
 
-The frame is written row stripe after row stripe, so that preparing a mosaic
-never holds more than one stripe of it in memory.
+The frame is written row stripe after row stripe, straight into the mapped
+file, so that preparing a mosaic never holds more than a few stripes of it in
+memory.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,8 +15,8 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import BadFitsError
-from .cachefiles import start_writeback
 from .image import STRUCTURAL_KEYWORDS, Image
+from .mapped import FileMap
 
 __all__ = ["frame_geometry", "mosaic_header", "write_frame"]
 
@@ -69,17 +69,17 @@ def _place(image: Image, stripe: np.ndarray, r0: int, r1: int) -> None:
     f0, f1 = max(r0, lo), min(r1, hi)
     if f0 >= f1:
         return
+    c0 = min(fx1, fx2) - 1
+    dest = stripe[:, f0 - r0 : f1 - r0, c0 : c0 + (dx2 - dx1 + 1)]
     if ystep > 0:
         d0 = dy1 - 1 + (f0 - (fy1 - 1))
-        rows = image.read_rows(d0, d0 + (f1 - f0), dx1 - 1, dx2)
     else:
-        # Frame row f holds data row dy1 - 1 + (fy1 - 1 - f): read the span, flip it.
+        # Frame row f holds data row dy1 - 1 + (fy1 - 1 - f): the span, flipped.
         d0 = dy1 - 1 + (fy1 - 1 - (f1 - 1))
-        rows = image.read_rows(d0, d0 + (f1 - f0), dx1 - 1, dx2)[:, ::-1, :]
+        dest = dest[:, ::-1, :]
     if xstep < 0:
-        rows = rows[:, :, ::-1]
-    c0 = min(fx1, fx2) - 1
-    stripe[:, f0 - r0 : f1 - r0, c0 : c0 + rows.shape[2]] = rows
+        dest = dest[:, :, ::-1]
+    image.read_rows(d0, d0 + (f1 - f0), dx1 - 1, dx2, out=dest)
 
 
 def write_frame(
@@ -102,12 +102,13 @@ def write_frame(
     shape : tuple[int, int, int]
         Frame shape (channels, y, x).
     fd : int
-        File descriptor open for writing; the file is written at offsets.
+        File descriptor open for reading and writing: the file is sized, its
+        blocks reserved and written through a shared map.
     stripe_rows : int, optional
         Number of frame rows assembled at once.
     nthreads : int, optional
-        Stripes assembled at once, in threads (numpy's conversions and the
-        writes release the GIL); compressed HDUs are always read by one thread.
+        Threads of work: twice as many stripes are assembled at once, in
+        threads (numpy's conversions release the GIL); compressed HDUs are always read by one thread.
     row_phase : int, optional
         Stripe boundaries fall at rows ``k * stripe_rows - row_phase`` (and 0).
     on_stripe : callable, optional
@@ -129,42 +130,44 @@ def write_frame(
         for i, a in enumerate(boxes)
         for b in boxes[i + 1 :]
     )
-    fill = np.empty if covered == ny * nx and not overlap else _blank_full
+    blank_first = covered != ny * nx or overlap
 
-    def write_stripe(r0: int, r1: int) -> None:
-        stripe = fill((nchan, r1 - r0, nx), dtype=np.float32)
-        for image in images:
-            _place(image, stripe, r0, r1)
-        for c in range(nchan):
-            offset = ((c * ny + r0) * nx) * 4
-            os.pwrite(fd, stripe[c].data.cast("B"), offset)
-            start_writeback(fd, offset, stripe[c].nbytes)
-        if on_stripe is not None:
-            on_stripe(r0, r1, stripe)
+    with FileMap(fd, nchan * ny * nx) as frame_map:
 
-    # astropy's decompression of tile-compressed HDUs is not known to be
-    # thread-safe: those are read by one thread.
-    if any(image.is_compressed for image in images):
-        nthreads = 1
-    bounds = [0, *range(stripe_rows - row_phase % stripe_rows, ny, stripe_rows), ny]
-    bounds = sorted(set(bounds))
-    stripes = list(zip(bounds[:-1], bounds[1:], strict=True))
-    with ThreadPoolExecutor(max_workers=max(1, nthreads)) as pool:
-        for batch in range(0, len(stripes), max(1, nthreads)):
-            jobs = [
-                pool.submit(write_stripe, r0, r1)
-                for r0, r1 in stripes[batch : batch + max(1, nthreads)]
-            ]
-            for job in jobs:
-                job.result()
-            # Between batches no thread reads: let the mapped source pages go.
+        def write_stripe(r0: int, r1: int) -> None:
+            # Assembled in place, in the mapped file: no copy of the stripe.
+            stripe = frame_map.array(shape)[:, r0:r1, :]
+            if blank_first:
+                stripe[...] = np.nan
             for image in images:
-                image.drop_cached_pages()
+                _place(image, stripe, r0, r1)
+            if on_stripe is not None:
+                on_stripe(r0, r1, stripe)
+            for c in range(nchan):
+                frame_map.release(stripe[c])
 
-
-def _blank_full(shape: tuple[int, int, int], dtype: type) -> np.ndarray:
-    """Return an array of blank (NaN) pixels."""
-    return np.full(shape, np.nan, dtype=dtype)
+        # Twice as many stripes as threads of work at once: much of a stripe's
+        # time is spent waiting for the new pages of the file (a hypervisor fault
+        # each, on small cloud machines), when the CPU can serve another stripe.
+        workers = 2 * max(1, nthreads)
+        # astropy's decompression of tile-compressed HDUs is not known to be
+        # thread-safe: those are read by one thread.
+        if any(image.is_compressed for image in images):
+            workers = 1
+        bounds = [0, *range(stripe_rows - row_phase % stripe_rows, ny, stripe_rows), ny]
+        bounds = sorted(set(bounds))
+        stripes = list(zip(bounds[:-1], bounds[1:], strict=True))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for batch in range(0, len(stripes), workers):
+                jobs = [
+                    pool.submit(write_stripe, r0, r1)
+                    for r0, r1 in stripes[batch : batch + workers]
+                ]
+                for job in jobs:
+                    job.result()
+                # Between batches no thread reads: let the mapped source pages go.
+                for image in images:
+                    image.drop_cached_pages()
 
 
 def _cd_matrix(header: fits.Header) -> tuple[float, float, float, float]:

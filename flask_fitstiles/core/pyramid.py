@@ -12,15 +12,13 @@ FITS y) downward, as the tiles do; level 0 is the frame itself, read flipped.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .cachefiles import start_writeback
+from .mapped import FileMap
 
-Reader = Callable[[int, int, np.ndarray], None]
 FrameStripeSink = Callable[[int, int, np.ndarray], None]
 
 __all__ = [
@@ -190,18 +188,6 @@ def downsample2x2(block: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     return out
 
 
-def _read_channel_rows(
-    fd: int, base: int, c: int, h: int, w: int, r0: int, r1: int, dest: np.ndarray
-) -> None:
-    """Read rows ``r0:r1`` of channel c of a (channels, h, w) float32 array at ``base``."""
-    nbytes = (r1 - r0) * w * 4
-    offset = (base + (c * h + r0) * w) * 4
-    view = dest.data.cast("B")
-    got = os.preadv(fd, [view], offset)
-    if got != nbytes:
-        raise OSError(f"short read: {got} of {nbytes} bytes")
-
-
 def frame_row_phase(ny: int) -> int:
     """Return the stripe phase of the frame rows that level 1 pairs up.
 
@@ -223,7 +209,7 @@ def frame_row_phase(ny: int) -> int:
     return ny % 2
 
 
-def level1_writer(tiles_fd: int, shape: tuple[int, int, int]) -> FrameStripeSink:
+def level1_writer(tiles: FileMap, shape: tuple[int, int, int]) -> FrameStripeSink:
     """Return a function that writes level 1 from stripes of the frame, as written.
 
     Computing level 1 while the frame is assembled saves reading the whole frame
@@ -231,8 +217,8 @@ def level1_writer(tiles_fd: int, shape: tuple[int, int, int]) -> FrameStripeSink
 
     Parameters
     ----------
-    tiles_fd : int
-        Tiles file, open for writing; level 1 starts at its beginning.
+    tiles : FileMap
+        Tiles file, mapped for writing; level 1 starts at its beginning.
     shape : tuple[int, int, int]
         Frame shape (channels, y, x).
 
@@ -253,20 +239,18 @@ def level1_writer(tiles_fd: int, shape: tuple[int, int, int]) -> FrameStripeSink
         g1 = r1 + phase
         if g0 % 2 or g1 % 2:
             raise ValueError(f"frame stripe {r0}:{r1} splits a pair of rows")
-        pad_rows = (r1 - r0) != (g1 - g0)
-        if pad_rows or nx % 2:
+        if (r1 - r0) != (g1 - g0) or nx % 2:
             block = np.full((nchan, g1 - g0, 2 * dw), np.nan, dtype=np.float32)
             block[:, g1 - g0 - (r1 - r0) :, :nx] = stripe
         else:
             block = stripe
+        d0 = dh - g1 // 2  # pair k from the bottom is display row dh - 1 - k
+        out = tiles.array((nchan, dh, dw))[:, d0 : d0 + (g1 - g0) // 2]
         # Display order (top first), as build_levels reads it: the same sums in
         # the same order, so the same bits.
-        out = downsample2x2(block[:, ::-1])
-        d0 = dh - g1 // 2  # pair k from the bottom is display row dh - 1 - k
+        downsample2x2(block[:, ::-1], out)
         for c in range(nchan):
-            offset = (c * dh + d0) * dw * 4
-            os.pwrite(tiles_fd, out[c].data.cast("B"), offset)
-            start_writeback(tiles_fd, offset, out[c].nbytes)
+            tiles.release(out[c])
 
     return sink
 
@@ -291,7 +275,7 @@ def build_levels(
     data_fd : int
         Frame file, channel-major float32 (channels, y, x), FITS row order.
     tiles_fd : int
-        Tiles file, open for reading and writing.
+        Tiles file, open for reading and writing (it is sized and mapped).
     shape : tuple[int, int, int]
         Frame shape.
     nlevels : int
@@ -299,39 +283,52 @@ def build_levels(
     nthreads : int, optional
         Threads that compute the means (numpy releases the GIL).
     stripe_rows : int, optional
-        Output rows computed per stripe (even).
+        Output rows computed per stripe.
     first_level : int, optional
         First level to compute; 2 when level 1 was written with the frame
         (:func:`level1_writer`).
     """
     nchan, ny, nx = shape
     offsets = level_offsets(nchan, ny, nx, nlevels)
-    pool = ThreadPoolExecutor(max_workers=max(1, nthreads)) if nthreads > 1 else None
+    first_level = max(1, first_level)
+    if first_level >= nlevels:
+        return
+    pool = ThreadPoolExecutor(max_workers=nthreads) if nthreads > 1 else None
+    tiles = FileMap(tiles_fd, offsets[-1])
+    frame = FileMap(data_fd, nchan * ny * nx, writable=False) if first_level == 1 else None
     try:
-        for level in range(max(1, first_level), nlevels):
+        for level in range(first_level, nlevels):
             sh, sw = level_shape(ny, nx, level - 1)
             dh, dw = level_shape(ny, nx, level)
-            if level == 1:
-                reader = _frame_reader(data_fd, nchan, sh, sw)
-            else:
-                reader = _level_reader(tiles_fd, offsets[level - 1], nchan, sh, sw)
+            source_map = frame if level == 1 else tiles
+            assert source_map is not None
+            source = source_map.array((nchan, sh, sw), offsets[level - 1])
+            out = tiles.array((nchan, dh, dw), offsets[level])
             for d0 in range(0, dh, stripe_rows):
                 d1 = min(dh, d0 + stripe_rows)
-                block = np.empty((nchan, 2 * (d1 - d0), 2 * dw), dtype=np.float32)
-                s1 = min(sh, 2 * d1)
-                # Only the padding beyond an odd edge is outside the image (blank).
-                block[:, s1 - 2 * d0 :, :] = np.nan
-                block[:, :, sw:] = np.nan
-                reader(2 * d0, s1, block[:, : s1 - 2 * d0, :sw])
-                out = np.empty((nchan, d1 - d0, dw), dtype=np.float32)
-                _downsample_parallel(block, out, pool, nthreads)
+                s0, s1 = 2 * d0, min(sh, 2 * d1)
+                # Level 0 is in FITS row order: display rows s0:s1 are flipped rows.
+                rows = source[:, sh - s1 : sh - s0] if level == 1 else source[:, s0:s1]
+                part = rows[:, ::-1] if level == 1 else rows
+                if s1 - s0 != 2 * (d1 - d0) or sw % 2:
+                    # Only the padding beyond an odd edge is outside the image.
+                    block = np.full(
+                        (nchan, 2 * (d1 - d0), 2 * dw), np.nan, dtype=np.float32
+                    )
+                    block[:, : s1 - s0, :sw] = part
+                else:
+                    block = part
+                _downsample_parallel(block, out[:, d0:d1], pool, nthreads)
                 for c in range(nchan):
-                    offset = (offsets[level] + (c * dh + d0) * dw) * 4
-                    os.pwrite(tiles_fd, out[c].data.cast("B"), offset)
-                    start_writeback(tiles_fd, offset, out[c].nbytes)
+                    tiles.release(out[c, d0:d1])
+                    source_map.release(rows[c])
+            del source, out, rows, part, block
     finally:
         if pool is not None:
             pool.shutdown()
+        tiles.close()
+        if frame is not None:
+            frame.close()
 
 
 def _downsample_parallel(
@@ -353,28 +350,3 @@ def _downsample_parallel(
     ]
     for job in jobs:
         job.result()
-
-
-def _frame_reader(fd: int, nchan: int, h: int, w: int) -> Reader:
-    """Return a reader of display rows (top first) of the frame file."""
-
-    def read(r0: int, r1: int, dest: np.ndarray) -> None:
-        # Display rows r0:r1 are FITS rows h - r1 : h - r0, in reverse order.
-        buf = np.empty((r1 - r0, w), dtype=np.float32)
-        for c in range(nchan):
-            _read_channel_rows(fd, 0, c, h, w, h - r1, h - r0, buf)
-            dest[c] = buf[::-1]
-
-    return read
-
-
-def _level_reader(fd: int, base: int, nchan: int, h: int, w: int) -> Reader:
-    """Return a reader of rows of a reduced level stored in the tiles file."""
-
-    def read(r0: int, r1: int, dest: np.ndarray) -> None:
-        buf = np.empty((r1 - r0, w), dtype=np.float32)
-        for c in range(nchan):
-            _read_channel_rows(fd, base, c, h, w, r0, r1, buf)
-            dest[c] = buf
-
-    return read

@@ -10,6 +10,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from flask_fitstiles.core import pyramid
+from flask_fitstiles.core.mapped import FileMap
 
 
 def frame_file(path: Path, frame: np.ndarray) -> int:
@@ -50,9 +51,10 @@ def test_level1_from_stripes_equals_level1_read_back(
         phase = pyramid.frame_row_phase(shape[1])
         bounds = sorted({0, *range(stripe_rows - phase, shape[1], stripe_rows), shape[1]})
         stripes = list(zip(bounds[:-1], bounds[1:], strict=True))
-        sink = pyramid.level1_writer(streamed_fd, shape)
-        for r0, r1 in reversed(stripes):
-            sink(r0, r1, frame[:, r0:r1].copy())
+        with FileMap(streamed_fd, pyramid.level_offsets(*shape, nlevels)[-1]) as tiles:
+            sink = pyramid.level1_writer(tiles, shape)
+            for r0, r1 in reversed(stripes):
+                sink(r0, r1, frame[:, r0:r1].copy())
         pyramid.build_levels(data_fd, streamed_fd, shape, nlevels, first_level=2)
         pyramid.build_levels(data_fd, reference_fd, shape, nlevels, stripe_rows=2)
         streamed = read_levels(streamed_fd, shape, nlevels)
@@ -73,8 +75,9 @@ def test_a_stripe_that_splits_a_pair_is_refused(tmp_path: Path) -> None:
     shape = (1, 9, 4)
     fd = tiles_file(tmp_path / "tiles", shape, 2)
     try:
-        sink = pyramid.level1_writer(fd, shape)
-        with pytest.raises(ValueError, match="splits a pair"):
-            sink(0, 2, np.zeros((1, 2, 4), dtype=np.float32))
+        with FileMap(fd, pyramid.level_offsets(*shape, 2)[-1]) as tiles:
+            sink = pyramid.level1_writer(tiles, shape)
+            with pytest.raises(ValueError, match="splits a pair"):
+                sink(0, 2, np.zeros((1, 2, 4), dtype=np.float32))
     finally:
         os.close(fd)

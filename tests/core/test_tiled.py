@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import inspect
 import io
 import os
@@ -17,6 +18,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image as PILImage
 
 from flask_fitstiles import tiled
+from flask_fitstiles.core import mapped
 from flask_fitstiles.errors import BadFitsError, BadParameterError, RegionTooLargeError
 from flask_fitstiles.tiled import Tiled, pickledTiled
 
@@ -680,6 +682,32 @@ def test_second_load_does_not_prepare(
     # The pickle holds no pixel array.
     size = os.path.getsize(tiled.get_object_filename(prime_image, cache_dir))
     assert size < 100_000
+
+
+@pytest.mark.parametrize("which", [1, 2])
+def test_full_disk_leaves_nothing_behind(
+    which: int, prime_image: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No space for the frame (1st file) or the tiles (2nd): an error, no files."""
+    calls: list[int] = []
+    reserve = os.posix_fallocate
+
+    def full(fd: int, offset: int, length: int) -> None:
+        calls.append(length)
+        if len(calls) == which:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        reserve(fd, offset, length)
+
+    monkeypatch.setattr(mapped.os, "posix_fallocate", full)
+    with pytest.raises(OSError) as caught:
+        pickledTiled(prime_image, cache_dir=cache_dir, secret_key="k")
+    assert caught.value.errno == errno.ENOSPC
+    left = sorted(p.name for p in cache_dir.iterdir())
+    assert all(name.endswith(".lock") or name == "secret.key" for name in left), left
+    monkeypatch.undo()
+    # With space again, the image is prepared and whole.
+    t = pickledTiled(prime_image, cache_dir=cache_dir, secret_key="k")
+    assert_array_equal(t.get_level(0), astropy_data(prime_image)[:, ::-1, :])
 
 
 def test_changed_source_is_prepared_again(tmp_path: Path, cache_dir: Path) -> None:
