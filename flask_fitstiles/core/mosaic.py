@@ -108,7 +108,8 @@ def write_frame(
         Number of frame rows assembled at once.
     nthreads : int, optional
         Threads of work: twice as many stripes are assembled at once, in
-        threads (numpy's conversions release the GIL); compressed HDUs are always read by one thread.
+        threads (numpy's conversions release the GIL); compressed HDUs are
+        always read by one thread.
     row_phase : int, optional
         Stripe boundaries fall at rows ``k * stripe_rows - row_phase`` (and 0).
     on_stripe : callable, optional
