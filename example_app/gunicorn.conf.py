@@ -32,7 +32,9 @@ bind = (
     os.environ.get("FITSTILES_BIND") or os.environ.get("GUNICORN_BIND") or "127.0.0.1:8000"
 )
 workers = _env_int("GUNICORN_WORKERS", "WEB_CONCURRENCY", default=2)
-worker_class = "gthread"
+# gunicorn's gthread worker, sharing keep-alive connections fairly between the
+# workers (see flask_fitstiles/workers.py).
+worker_class = "flask_fitstiles.workers.BalancedThreadWorker"
 threads = _env_int("GUNICORN_THREADS", default=4)
 keepalive = 5
 graceful_timeout = 30

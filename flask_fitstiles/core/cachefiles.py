@@ -10,7 +10,6 @@ half file under a final name; :func:`remove_leftovers` clears what a crash left.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 import os
 import re
@@ -231,7 +230,8 @@ def unlink_quietly(path: str) -> None:
 def _load_sync_file_range() -> Any:
     """Return libc's ``sync_file_range`` (Linux), or None where there is none."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The process's own symbols include libc's (no ldconfig lookup needed).
+        libc = ctypes.CDLL(None, use_errno=True)
         func = libc.sync_file_range
     except (OSError, AttributeError):
         return None
