@@ -115,6 +115,30 @@ def test_many_requests_on_several_new_images(tmp_path: Path) -> None:
     assert not [entry for entry in os.listdir(cache) if ".tmp-" in entry]
 
 
+def _connection_share(host: str, port: int) -> list[int]:
+    """Open 8 connections at once; return how many each worker holds (sorted)."""
+    connections = [http.client.HTTPConnection(host, port) for _ in range(8)]
+    pids = [0] * 8
+    barrier = threading.Barrier(8)
+
+    def ask(i: int) -> None:
+        barrier.wait()
+        connections[i].request("GET", "/stats")
+        pids[i] = json.loads(connections[i].getresponse().read())["pid"]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # Kept alive: the next request on each connection goes to the same worker.
+    for i, connection in enumerate(connections):
+        connection.request("GET", "/stats")
+        assert json.loads(connection.getresponse().read())["pid"] == pids[i]
+        connection.close()
+    return sorted(collections.Counter(pids).values())
+
+
 def test_keep_alive_connections_are_shared_between_workers(tmp_path: Path) -> None:
     """8 connections opened at once to 2 workers x 4 threads: 4 on each worker.
 
@@ -125,26 +149,5 @@ def test_keep_alive_connections_are_shared_between_workers(tmp_path: Path) -> No
     data.mkdir()
     with gunicorn(data, cache, tmp_path / "gunicorn.log") as server:
         host, port = server.url.removeprefix("http://").split(":")
-        shares = []
-        for _ in range(5):
-            connections = [http.client.HTTPConnection(host, int(port)) for _ in range(8)]
-            pids = [0] * 8
-            barrier = threading.Barrier(8)
-
-            def ask(i: int) -> None:
-                barrier.wait()
-                connections[i].request("GET", "/stats")
-                pids[i] = json.loads(connections[i].getresponse().read())["pid"]
-
-            threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(30)
-            # Kept alive: the next request on each connection goes to the same worker.
-            for i, connection in enumerate(connections):
-                connection.request("GET", "/stats")
-                assert json.loads(connection.getresponse().read())["pid"] == pids[i]
-                connection.close()
-            shares.append(sorted(collections.Counter(pids).values()))
+        shares = [_connection_share(host, int(port)) for _ in range(5)]
     assert all(share == [4, 4] for share in shares), shares
