@@ -31,7 +31,7 @@ from gunicorn.workers.gthread import ThreadWorker
 __all__ = ["BalancedThreadWorker"]
 
 
-class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]
+class BalancedThreadWorker(ThreadWorker):
     """gunicorn's threaded worker, leaving new connections to idler siblings first."""
 
     #: Seconds a worker whose threads all have a connection waits before it accepts.
