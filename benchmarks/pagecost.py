@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
 from benchlib import bench_dir
 
 SIZE = 1 << 30
@@ -39,14 +38,14 @@ def touch_file(path: Path, threads: int) -> list[float]:
     started = time.perf_counter()
     step = CHUNK // threads
 
-    def touch(offset: int) -> None:
+    def touch(offset: int, pages: np.ndarray = pages) -> None:
         pages[offset : offset + step : mmap.PAGESIZE] = 1
 
     with ThreadPoolExecutor(threads) as pool:
         for chunk in range(0, SIZE, CHUNK):
             list(pool.map(touch, range(chunk, chunk + CHUNK, step)))
             marks.append(time.perf_counter() - started)
-    del pages
+    del touch, pages  # the map cannot close while a view of it lives
     mapping.close()
     path.unlink()
     return marks
