@@ -43,15 +43,17 @@ class FileMap:
 
     def __init__(self, fd: int, nelements: int, writable: bool = True) -> None:
         nbytes = 4 * int(nelements)
+        if nbytes <= 0:
+            raise ValueError("cannot map an empty file")
         if writable and hasattr(os, "posix_fallocate"):
-            os.posix_fallocate(fd, 0, max(1, nbytes))
+            os.posix_fallocate(fd, 0, nbytes)
         elif writable:
-            os.ftruncate(fd, max(1, nbytes))  # no block reservation here (macOS)
+            os.ftruncate(fd, nbytes)  # no block reservation here (macOS)
         self.fd = fd
         self.writable = writable
         self._map = mmap.mmap(
             fd,
-            max(1, nbytes),
+            nbytes,
             access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ,
         )
         self._base = np.frombuffer(self._map, dtype=np.uint8)
