@@ -439,7 +439,6 @@ class Tiled:
                                 shape,
                                 fd,
                                 nthreads=self.nthreads,
-                                row_phase=pyramid.frame_row_phase(shape[1]),
                                 on_stripe=pyramid.level1_writer(tiles_map, shape),
                             )
                     finally:

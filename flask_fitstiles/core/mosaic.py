@@ -8,7 +8,7 @@ memory.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -17,6 +17,7 @@ from astropy.io import fits
 from ..errors import BadFitsError
 from .image import STRUCTURAL_KEYWORDS, Image
 from .mapped import FileMap
+from .pyramid import FrameStripeSink, frame_stripes
 
 __all__ = ["frame_geometry", "mosaic_header", "write_frame"]
 
@@ -88,8 +89,7 @@ def write_frame(
     fd: int,
     stripe_rows: int = 256,
     nthreads: int = 1,
-    row_phase: int = 0,
-    on_stripe: Callable[[int, int, np.ndarray], None] | None = None,
+    on_stripe: FrameStripeSink | None = None,
 ) -> None:
     """Write the frame, channel-major float32, FITS row order, into an open file.
 
@@ -105,13 +105,13 @@ def write_frame(
         File descriptor open for reading and writing: the file is sized, its
         blocks reserved and written through a shared map.
     stripe_rows : int, optional
-        Number of frame rows assembled at once.
+        Number of frame rows assembled at once (cut by
+        :func:`~flask_fitstiles.core.pyramid.frame_stripes`, so that each stripe
+        makes whole rows of the pyramid's level 1).
     nthreads : int, optional
         Threads of work: twice as many stripes are assembled at once, in
         threads (numpy's conversions release the GIL); compressed HDUs are
         always read by one thread.
-    row_phase : int, optional
-        Stripe boundaries fall at rows ``k * stripe_rows - row_phase`` (and 0).
     on_stripe : callable, optional
         Called as ``on_stripe(r0, r1, stripe)`` with every stripe of frame rows
         ``r0:r1`` once written, from the thread that assembled it (the pyramid's
@@ -155,9 +155,7 @@ def write_frame(
         # thread-safe: those are read by one thread.
         if any(image.is_compressed for image in images):
             workers = 1
-        bounds = [0, *range(stripe_rows - row_phase % stripe_rows, ny, stripe_rows), ny]
-        bounds = sorted(set(bounds))
-        stripes = list(zip(bounds[:-1], bounds[1:], strict=True))
+        stripes = frame_stripes(ny, stripe_rows)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for batch in range(0, len(stripes), workers):
                 jobs = [

@@ -28,7 +28,7 @@ __all__ = [
     "compute_nlevels",
     "compute_tile_bordershape",
     "downsample2x2",
-    "frame_row_phase",
+    "frame_stripes",
     "level1_writer",
     "level_offsets",
     "level_shape",
@@ -188,32 +188,35 @@ def downsample2x2(block: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     return out
 
 
-def frame_row_phase(ny: int) -> int:
-    """Return the stripe phase of the frame rows that level 1 pairs up.
+def frame_stripes(ny: int, stripe_rows: int = 256) -> list[tuple[int, int]]:
+    """Return stripes of frame rows that keep the row pairs of level 1 whole.
 
     Level 1 pairs display rows from the top, so FITS rows ``(ny - 2, ny - 1)``,
     ``(ny - 4, ny - 3)``, ...; with an odd ny, row 0 pairs with a blank row below
-    the image. Stripes of the frame make whole pairs when their boundaries sit
-    at ``k * stripe_rows - phase`` (and 0).
+    the image. The boundaries sit at ``k * stripe_rows - ny % 2`` (and 0), so
+    each stripe makes whole level-1 rows (:func:`level1_writer`).
 
     Parameters
     ----------
     ny : int
         Frame rows.
+    stripe_rows : int, optional
+        Rows per stripe (even); the first one is a row shorter when ny is odd.
 
     Returns
     -------
-    phase : int
-        ``ny % 2``.
+    stripes : list of (int, int)
+        ``(r0, r1)`` FITS row ranges, bottom first, covering ``0:ny``.
     """
-    return ny % 2
+    bounds = sorted({0, *range(stripe_rows - ny % 2, ny, stripe_rows), ny})
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def level1_writer(tiles: FileMap, shape: tuple[int, int, int]) -> FrameStripeSink:
     """Return a function that writes level 1 from stripes of the frame, as written.
 
     Computing level 1 while the frame is assembled saves reading the whole frame
-    back from the file. Stripe boundaries must follow :func:`frame_row_phase`.
+    back from the file. Stripes must be cut by :func:`frame_stripes`.
 
     Parameters
     ----------
@@ -230,7 +233,7 @@ def level1_writer(tiles: FileMap, shape: tuple[int, int, int]) -> FrameStripeSin
         make. Calls for different stripes may run at once, in threads.
     """
     nchan, ny, nx = shape
-    phase = frame_row_phase(ny)
+    phase = ny % 2
     dh, dw = level_shape(ny, nx, 1)
 
     def sink(r0: int, r1: int, stripe: np.ndarray) -> None:

@@ -48,9 +48,9 @@ def test_level1_from_stripes_equals_level1_read_back(
     try:
         # Feed the stripes the way write_frame cuts them, in a scrambled order
         # (threads finish in any order).
-        phase = pyramid.frame_row_phase(shape[1])
-        bounds = sorted({0, *range(stripe_rows - phase, shape[1], stripe_rows), shape[1]})
-        stripes = list(zip(bounds[:-1], bounds[1:], strict=True))
+        stripes = pyramid.frame_stripes(shape[1], stripe_rows)
+        assert stripes[0][0] == 0 and stripes[-1][1] == shape[1]
+        assert all(a[1] == b[0] for a, b in zip(stripes, stripes[1:], strict=False))
         with FileMap(streamed_fd, pyramid.level_offsets(*shape, nlevels)[-1]) as tiles:
             sink = pyramid.level1_writer(tiles, shape)
             for r0, r1 in reversed(stripes):
