@@ -8,6 +8,7 @@ beyond the second fold into channels, so every image is (channels, y, x).
 
 from __future__ import annotations
 
+import copy
 import math
 import mmap
 import re
@@ -134,7 +135,9 @@ def inherit_cards(header: fits.Header, primary: fits.Header) -> None:
             and key not in ("COMMENT", "HISTORY", "INHERIT")
             and not STRUCTURAL_KEYWORDS.match(key)
         ):
-            header.append(card, end=True)
+            # A copy: a Card appended as it is would be shared by the primary
+            # header and every extension, and an edit of one would show in all.
+            header.append(copy.copy(card), end=True)
 
 
 def _image_axes(hdu: Any) -> tuple[int, ...] | None:

@@ -210,9 +210,11 @@ def _cd_matrix(header: fits.Header) -> tuple[float, float, float, float]:
 
 
 def _as_primary(header: fits.Header) -> fits.Header:
-    """Return an image header rewritten as the frame's primary header."""
+    """Return a copy of an image header rewritten as the frame's primary header."""
     out = fits.Header([("SIMPLE", True), ("BITPIX", -32), ("NAXIS", 2)])
-    for card in header.cards:
+    # Cards of a copy: appending the image's own Card objects would share them,
+    # and setting CRPIX of the frame would move the image's CRPIX too.
+    for card in header.copy().cards:
         if not STRUCTURAL_KEYWORDS.match(card.keyword):
             out.append(card, end=True)
     return out
@@ -223,6 +225,9 @@ def mosaic_header(
     shape: tuple[int, int, int],
 ) -> fits.Header:
     """Return a header with a global WCS for the frame, from the first image's WCS.
+
+    The images and their headers are left as they are: the result is built from
+    copies, and every call gives the same header.
 
     Parameters
     ----------

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BadParameterError
+from .colormaps import COLORMAP_NAMES, colormap_lut, colormap_palette
 
 __all__ = [
     "COLORMAP_NAMES",
@@ -37,8 +38,6 @@ __all__ = [
     "render_tile",
     "resize_raster",
 ]
-
-COLORMAP_NAMES: tuple[str, ...] = ("grey", "jet", "cold", "cool", "hot")
 
 # Scaled values index a table of _LUT_SIZE entries: 16 bits keep the quantisation
 # error of the gamma curve within one output level for usual gammas.
@@ -51,76 +50,6 @@ _MAX_EXPONENT: Final = 100.0
 # Work buffers up to this size are kept per thread (a 256 x 256 colour tile of 3
 # channels needs about 4 MiB in all); larger ones, for big regions, come per call.
 _SCRATCH_MAX_BYTES: Final = 4 << 20
-
-# Piecewise-linear (position, value) nodes per band, the classic definitions.
-_Nodes = tuple[tuple[float, float], ...]
-_SEGMENTS: Final[dict[str, tuple[_Nodes, _Nodes, _Nodes]]] = {
-    "jet": (
-        ((0.0, 0.0), (0.35, 0.0), (0.66, 1.0), (0.89, 1.0), (1.0, 0.5)),
-        ((0.0, 0.0), (0.125, 0.0), (0.375, 1.0), (0.64, 1.0), (0.91, 0.0), (1.0, 0.0)),
-        ((0.0, 0.5), (0.11, 1.0), (0.34, 1.0), (0.65, 0.0), (1.0, 0.0)),
-    ),
-    "cool": (
-        ((0.0, 0.0), (1.0, 1.0)),
-        ((0.0, 1.0), (1.0, 0.0)),
-        ((0.0, 1.0), (1.0, 1.0)),
-    ),
-    "hot": (
-        ((0.0, 0.0), (0.365079, 1.0), (1.0, 1.0)),
-        ((0.0, 0.0), (0.365079, 0.0), (0.746032, 1.0), (1.0, 1.0)),
-        ((0.0, 0.0), (0.746032, 0.0), (1.0, 1.0)),
-    ),
-}
-
-
-def _build_lut(bands: tuple[_Nodes, _Nodes, _Nodes]) -> np.ndarray:
-    """Sample three piecewise-linear bands at 256 levels into a read-only table."""
-    levels = np.linspace(0.0, 1.0, 256)
-    lut = np.empty((256, 3), dtype=np.uint8)
-    for band, nodes in enumerate(bands):
-        xp, fp = zip(*nodes, strict=True)
-        lut[:, band] = np.rint(255.0 * np.interp(levels, xp, fp))
-    lut.flags.writeable = False
-    return lut
-
-
-_LUTS: Final[dict[str, np.ndarray]] = {
-    name: _build_lut(bands) for name, bands in _SEGMENTS.items()
-}
-# The VisiOmatic client's "cold" icon is cyan to magenta, the same ramp as "cool".
-_LUTS["cold"] = _LUTS["cool"]
-# Pillow palettes of the same tables, for the palette-to-RGB conversion.
-_PALETTES: Final[dict[str, bytes]] = {name: lut.tobytes() for name, lut in _LUTS.items()}
-
-
-def colormap_lut(name: str) -> np.ndarray | None:
-    """Return the lookup table of a colormap.
-
-    Parameters
-    ----------
-    name : str
-        One of :data:`COLORMAP_NAMES`.
-
-    Returns
-    -------
-    lut : numpy.ndarray or None
-        Read-only ``(256, 3)`` uint8 table mapping a grey level to (R, G, B), or
-        ``None`` for ``"grey"``, which stays a single band.
-
-    Raises
-    ------
-    BadParameterError
-        If `name` is not a known colormap (a subclass of `ValueError`).
-    """
-    if name == "grey":
-        return None
-    try:
-        return _LUTS[name]
-    except KeyError:
-        raise BadParameterError(
-            f"unknown colormap {name!r}; use one of {', '.join(COLORMAP_NAMES)}",
-            loc=("query", "CMP"),
-        ) from None
 
 
 def mix_matrix(
@@ -275,12 +204,12 @@ def _render_image(
     nchannels, height, width = tile.shape
     if cuts.shape != (nchannels, 2):
         raise ValueError(f"cuts must have shape ({nchannels}, 2), got {cuts.shape}")
-    colormap_lut(colormap)  # reject an unknown name in either mode
+    # None for grey; an unknown name fails in either mode.
+    palette = colormap_palette(colormap)
     limits = _channel_cuts(cuts, minmax)
     levels = _level_lut(float(gamma), bool(invert))
 
     if channel is not None:
-        palette = _PALETTES.get(colormap)  # None for grey
         index = channel - 1 if 1 <= channel <= nchannels else 0
         lo, hi = limits[index]
         scaled = _scratch.get("scaled", (height, width), np.float32)
@@ -458,7 +387,10 @@ def _check_quality(quality: int) -> None:
 
 def _encode_image(image: Image.Image, quality: int) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=int(quality))
+    # Colour JPEGs keep full chroma resolution (4:4:4), as the reference server's
+    # do: stars are a few pixels wide, and Pillow's default 4:2:0 would smear the
+    # colours of a colormap or a channel mix over 2 x 2 pixels.
+    image.save(buffer, format="JPEG", quality=int(quality), subsampling=0)
     return buffer.getvalue()
 
 

@@ -38,6 +38,8 @@ class MosaicSpec:
     detsecs: list[tuple[int, int, int, int]]
     frame_shape: tuple[int, int]
     start: tuple[int, int]
+    # Per CCD: columns of overscan before the data in the file (DATASEC x start - 1).
+    data_x0: list[int]
 
 
 def write_mosaic(
@@ -51,6 +53,7 @@ def write_mosaic(
     reversed_ccd: int = 5,
     reversed_y_ccd: int | None = None,
     wcs_form: str = "cd",
+    left_overscan: tuple[int, ...] = (),
 ) -> MosaicSpec:
     rng = np.random.default_rng(42)
     cd = rotated_cd()
@@ -59,6 +62,7 @@ def write_mosaic(
     hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU()]
     hdus[0].header["OBJECT"] = "test mosaic"
     detsecs = []
+    data_x0 = []
     for k in range(grid[0] * grid[1]):
         row, col = divmod(k, grid[1])
         x1 = origin[0] + col * (ccd_nx + gap)
@@ -73,12 +77,15 @@ def write_mosaic(
         raw = rng.normal(1000.0 + 10 * k, 5.0, (ccd_ny, ccd_nx + overscan)).astype(
             np.float32
         )
-        raw[:, ccd_nx:] = 300.0  # overscan: must never reach the frame
-        raw[rng.integers(0, ccd_ny), rng.integers(0, ccd_nx)] = 50000.0
+        # The CCDs of left_overscan have their overscan columns before the data.
+        x0 = overscan if k in left_overscan else 0
+        raw[:, :x0] = 300.0  # overscan: must never reach the frame
+        raw[:, x0 + ccd_nx :] = 300.0
+        raw[rng.integers(0, ccd_ny), x0 + rng.integers(0, ccd_nx)] = 50000.0
         # Frame pixel X (1-based, relative to the frame origin) of CCD pixel i is
         # x1 - ox + (i - 1) * xstep, so the CCD's own CRPIX follows.
         ox, oy = origin[0] - 1, origin[1] - 1
-        crpix1 = 1 + (global_crpix[0] - (x1 - ox)) * xstep
+        crpix1 = x0 + 1 + (global_crpix[0] - (x1 - ox)) * xstep
         crpix2 = 1 + (global_crpix[1] - (y1 - oy)) * ystep
         ccd_cd = cd.copy()
         ccd_cd[:, 0] *= xstep
@@ -100,14 +107,17 @@ def write_mosaic(
             header["CDELT2"] = scale * ystep
             header["CROTA2"] = -7.0
         header["EXTNAME"] = f"CCD{k + 1:02d}"
-        header["DATASEC"] = f"[1:{ccd_nx},1:{ccd_ny}]"
+        header["DATASEC"] = f"[{x0 + 1}:{x0 + ccd_nx},1:{ccd_ny}]"
         header["DETSEC"] = f"[{x1}:{x2},{y1}:{y2}]"
         hdus.append(fits.ImageHDU(raw, header=header))
         detsecs.append((x1, x2, y1, y2))
+        data_x0.append(x0)
     fits.HDUList(hdus).writeto(path, overwrite=True)
     width = grid[1] * ccd_nx + (grid[1] - 1) * gap
     height = grid[0] * ccd_ny + (grid[0] - 1) * gap
-    return MosaicSpec(path, detsecs, (height, width), (origin[1] - 1, origin[0] - 1))
+    return MosaicSpec(
+        path, detsecs, (height, width), (origin[1] - 1, origin[0] - 1), data_x0
+    )
 
 
 @pytest.fixture(scope="session")

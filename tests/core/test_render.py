@@ -9,10 +9,10 @@ from numpy.testing import assert_array_equal
 from PIL import Image
 
 from flask_fitstiles.core.render import (
-    COLORMAP_NAMES,
     colormap_lut,
     encode_jpeg,
     mix_matrix,
+    render_jpeg,
     render_tile,
 )
 from flask_fitstiles.errors import BadParameterError
@@ -54,73 +54,6 @@ def ramp(lo: float, hi: float, height: int = 16, width: int = 24) -> np.ndarray:
 
 
 CUTS = np.array([[100.0, 1100.0]])
-
-# --- colormap_lut --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("name", "first", "last"),
-    [
-        ("jet", (0, 0, 128), (128, 0, 0)),  # dark blue -> dark red
-        ("hot", (0, 0, 0), (255, 255, 255)),  # black -> white
-        ("cool", (0, 255, 255), (255, 0, 255)),  # cyan -> magenta
-        ("cold", (0, 255, 255), (255, 0, 255)),
-    ],
-)
-def test_colormap_endpoints(name, first, last):
-    lut = colormap_lut(name)
-    assert lut is not None
-    assert lut.shape == (256, 3)
-    assert lut.dtype == np.uint8
-    assert tuple(lut[0]) == first
-    assert tuple(lut[255]) == last
-
-
-@pytest.mark.parametrize(
-    ("name", "level", "rgb"),
-    [
-        ("jet", 32, (0, 0, 255)),  # x = 0.125: full blue, green about to rise
-        ("jet", 64, (0, 128, 255)),
-        ("jet", 128, (125, 255, 122)),  # middle: green, red rising, blue falling
-        ("jet", 192, (255, 148, 0)),
-        ("jet", 240, (196, 0, 0)),
-        ("cool", 128, (128, 127, 255)),
-        ("hot", 93, (255, 0, 0)),  # red full near 0.365
-        ("hot", 128, (255, 92, 0)),
-        ("hot", 190, (255, 254, 0)),  # yellow near 0.746
-    ],
-)
-def test_colormap_inner_values(name, level, rgb):
-    lut = colormap_lut(name)
-    assert lut is not None
-    assert np.abs(lut[level].astype(int) - np.array(rgb)).max() <= 1
-
-
-def test_colormap_grey_is_none_and_tables_are_read_only():
-    assert colormap_lut("grey") is None
-    assert set(COLORMAP_NAMES) == {"grey", "jet", "cold", "cool", "hot"}
-    for name in COLORMAP_NAMES[1:]:
-        lut = colormap_lut(name)
-        assert lut is not None
-        assert not lut.flags.writeable
-        with pytest.raises(ValueError):
-            lut[0, 0] = 1
-    assert_array_equal(colormap_lut("cold"), colormap_lut("cool"))
-
-
-def test_colormap_hot_is_monotonic():
-    lut = colormap_lut("hot")
-    assert lut is not None
-    assert (np.diff(lut.astype(int), axis=0) >= 0).all()
-
-
-def test_colormap_unknown_name():
-    with pytest.raises(ValueError, match="unknown colormap 'viridis'"):
-        colormap_lut("viridis")
-    with pytest.raises(BadParameterError) as info:
-        colormap_lut("Jet")
-    assert info.value.loc == ("query", "CMP")
-
 
 # --- mix_matrix ----------------------------------------------------------------------
 
@@ -547,7 +480,7 @@ def test_renders_in_parallel_threads():
 
 def smooth_raster(height: int, width: int, bands: int | None) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width]
-    # at most one level per pixel: smooth enough for 4:2:0 chroma subsampling
+    # at most one level per pixel: smooth, so that JPEG at quality 100 keeps it
     grey = (20 + (x + y) // 3).astype(np.uint8)
     if bands is None:
         return grey
@@ -591,6 +524,36 @@ def test_encode_jpeg_of_rendered_tiles():
             assert (im.mode, im.size) == (mode, (30, 20))
     with Image.open(io.BytesIO(encode_jpeg(render_tile(tile, cuts), 95))) as im:
         assert (im.mode, im.size) == ("RGB", (30, 20))
+
+
+def jpeg_sampling(jpeg: bytes) -> list[tuple[int, int]]:
+    """(horizontal, vertical) sampling factors of each component, from the SOF."""
+    with Image.open(io.BytesIO(jpeg)) as image:
+        return [(h, v) for _, h, v, _ in image.layer]
+
+
+def test_colour_jpegs_keep_full_chroma_resolution():
+    # 4:4:4: every component sampled 1 x 1 (4:2:0 gives 2 x 2 for luma).
+    tile, cuts = three_channel_tile(20, 30)
+    mix = ((1, 1.0, 0.0, 0.0), (2, 0.0, 1.0, 0.0), (3, 0.0, 0.0, 1.0))
+    for jpeg in (
+        render_jpeg(tile, cuts, 95, channel=1, colormap="jet"),
+        render_jpeg(tile, cuts, 95, mix=mix),
+        encode_jpeg(smooth_raster(16, 16, 3), 90),
+    ):
+        assert jpeg_sampling(jpeg) == [(1, 1)] * 3
+    assert jpeg_sampling(render_jpeg(tile, cuts, 95, channel=1)) == [(1, 1)]
+
+
+def test_colour_jpegs_keep_one_pixel_colours():
+    # A star one pixel wide: a red pixel on blue. Chroma over 2 x 2 pixels would
+    # leave it a quarter as red.
+    raster = np.zeros((16, 16, 3), np.uint8)
+    raster[..., 2] = 200
+    raster[7, 9] = (255, 0, 0)
+    with Image.open(io.BytesIO(encode_jpeg(raster, 100))) as image:
+        decoded = np.asarray(image).astype(int)
+    assert np.abs(decoded - raster.astype(int)).max() <= 8
 
 
 def test_encode_jpeg_accepts_a_strided_raster():

@@ -9,6 +9,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -282,15 +283,17 @@ def check_mosaic(spec: MosaicSpec, cache_dir: Path) -> Tiled:
             i = np.concatenate([i, [1, nx, 1, nx]])
             j = np.concatenate([j, [1, 1, ny, ny]])
             fx, fy = ccd_pixels_to_frame(spec, k, i, j)
+            # CCD data pixel i is column i + x0 of the file (x0 columns of overscan).
+            x0 = spec.data_x0[k]
             for a, b, x, y in zip(i, j, fx, fy, strict=True):
                 got = t.get_pixel_values((1,), (int(x), int(y))).values[0]
-                assert got == float(hdu.data[b - 1, a - 1]), (k, a, b)
-            ra1, dec1 = ccd_wcs.all_pix2world(i, j, 1)
+                assert got == float(hdu.data[b - 1, x0 + a - 1]), (k, a, b)
+            ra1, dec1 = ccd_wcs.all_pix2world(i + x0, j, 1)
             ra2, dec2 = frame_wcs.all_pix2world(fx, fy, 1)
             assert_allclose(ra1, ra2, rtol=0, atol=1e-9)
             assert_allclose(dec1, dec2, rtol=0, atol=1e-9)
             model = t.images[k].get_model()
-            assert model.dataslice == [[1, 60, 1], [1, 100, 1]]
+            assert model.dataslice == [[x0 + 1, x0 + 60, 1], [1, 100, 1]]
             x1, x2, y1, y2 = spec.detsecs[k]
             sy, sx = spec.start
             if x2 < x1:
@@ -338,6 +341,45 @@ def test_mosaic_first_ccd_flipped_in_y(tmp_path: Path, cache_dir: Path) -> None:
     # The global WCS derives from the first CCD: flip that one in both axes.
     spec = write_mosaic(tmp_path / "flip.fits", reversed_ccd=0, reversed_y_ccd=0)
     check_mosaic(spec, cache_dir)
+
+
+@pytest.mark.parametrize(
+    ("reversed_ccd", "reversed_y_ccd"), [(5, None), (0, None), (0, 0), (3, 0)]
+)
+def test_mosaic_overscan_left_and_right_keeps_ccd_headers(
+    tmp_path: Path, cache_dir: Path, reversed_ccd: int, reversed_y_ccd: int | None
+) -> None:
+    # Overscan before the data (DATASEC starting at column 11) on the first CCD,
+    # whose WCS gives the frame's, and on others; after the data on the rest.
+    spec = write_mosaic(
+        tmp_path / "overscan.fits",
+        overscan=10,
+        left_overscan=(0, 2, 5, 7),
+        reversed_ccd=reversed_ccd,
+        reversed_y_ccd=reversed_y_ccd,
+    )
+    with fits.open(spec.path) as hdus:
+        in_file = [hdus[k + 1].header.copy() for k in range(8)]
+    assert in_file[0]["DATASEC"] == "[11:70,1:100]"
+
+    def unchanged(images: list[Any]) -> None:
+        for k, image in enumerate(images):
+            for key in ("CRPIX1", "CRPIX2", "CD1_1", "CD1_2", "CD2_1", "CD2_2", "DATASEC"):
+                assert image.header[key] == in_file[k][key], (k, key)
+            model_header = image.get_model().header
+            assert model_header["CRPIX1"] == in_file[k]["CRPIX1"], k
+            assert model_header["CRPIX2"] == in_file[k]["CRPIX2"], k
+
+    t = check_mosaic(spec, cache_dir)
+    unchanged(t.images)
+    first = t.make_header().tostring()
+    for _ in range(3):
+        assert t.make_header().tostring() == first
+        t.get_model()
+    unchanged(t.images)
+    assert first == t.header.tostring()
+    # A second process loads the pickle: the headers it holds are the file's too.
+    unchanged(pickledTiled(spec.path, cache_dir=cache_dir).images)
 
 
 def test_not_fits_is_refused(tmp_path: Path, cache_dir: Path) -> None:
