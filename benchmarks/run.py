@@ -224,8 +224,8 @@ class Server:
         return f"{self.endpoint}?FIF={fif}&{query}"
 
 
-def our_server(root: Path, name: str = "ours") -> Server:
-    """Return our example app under gunicorn (not started)."""
+def our_server(root: Path, name: str = "ours", data_dir: Path | None = None) -> Server:
+    """Return our example app under gunicorn over ``data_dir`` (not started)."""
     port = free_port()
     run_dir = root / name
     run_dir.mkdir(parents=True)
@@ -247,7 +247,7 @@ def our_server(root: Path, name: str = "ours") -> Server:
         run_dir=run_dir,
         port=port,
         env={
-            "FITSTILES_DATA_DIR": str(images_dir()),
+            "FITSTILES_DATA_DIR": str(data_dir or images_dir()),
             "FITSTILES_CACHE_DIR": "{cache}",
             "GUNICORN_LOG_LEVEL": "warning",
         },
@@ -262,7 +262,7 @@ def bare_server(root: Path) -> Server:
     return server
 
 
-def peer_server(root: Path) -> Server:
+def peer_server(root: Path, data_dir: Path | None = None) -> Server:
     """Return the reference server (VisiOmatic) from ``peer.sh`` (not started)."""
     port = free_port()
     run_dir = root / "reference"
@@ -275,7 +275,7 @@ def peer_server(root: Path) -> Server:
             str(HERE / "peer.sh"),
             "start",
             str(port),
-            str(images_dir()),
+            str(data_dir or images_dir()),
             "{cache}",
             str(WORKERS),
             os.environ.get("BENCH_PEER_THREADS", ""),

@@ -94,13 +94,6 @@ _LUTS["cold"] = _LUTS["cool"]
 _PALETTES: Final[dict[str, bytes]] = {name: lut.tobytes() for name, lut in _LUTS.items()}
 
 
-def _unknown(name: str) -> BadParameterError:
-    return BadParameterError(
-        f"unknown colormap {name!r}; use one of {', '.join(COLORMAP_NAMES)}",
-        loc=("query", "CMP"),
-    )
-
-
 def colormap_lut(name: str) -> np.ndarray | None:
     """Return the lookup table of a colormap.
 
@@ -125,7 +118,10 @@ def colormap_lut(name: str) -> np.ndarray | None:
     try:
         return _LUTS[name]
     except KeyError:
-        raise _unknown(name) from None
+        raise BadParameterError(
+            f"unknown colormap {name!r}; use one of {', '.join(COLORMAP_NAMES)}",
+            loc=("query", "CMP"),
+        ) from None
 
 
 def colormap_palette(name: str) -> bytes | None:
@@ -146,9 +142,5 @@ def colormap_palette(name: str) -> bytes | None:
     BadParameterError
         If `name` is not a known colormap.
     """
-    if name == "grey":
-        return None
-    try:
-        return _PALETTES[name]
-    except KeyError:
-        raise _unknown(name) from None
+    # colormap_lut checks the name.
+    return None if colormap_lut(name) is None else _PALETTES[name]
