@@ -6,7 +6,8 @@ memo cache bypassed (``Tiled.get_tile_raster`` then ``Tiled.encode``):
 
 * mono grey: 8192^2 star field, ``CHAN=1``;
 * mono colormap: the same, ``CHAN=1&CMP=jet``;
-* colour: the 3 x 4096^2 cube, no ``CHAN`` (3 channels mixed into RGB);
+* colour: the 3 x 4096^2 cube, no ``CHAN`` (3 channels mixed into RGB), with
+  equal weights (one band computed) and with an R/G/B ``MIX`` (three bands);
 * plain request: the star field without ``CHAN`` (what ``run.py`` asks for);
 * region: ``get_encoded_region`` of 4 x 4 tiles (1024 x 1024 pixels), per region
   and per tile;
@@ -189,6 +190,11 @@ def main() -> None:
             star, "mono jet (CHAN=1&CMP=jet)", {"channel": 1, "colormap": "jet"}
         ),
         "colour 3 channels": bench_tiles(cube, "colour, 3 channels", {}),
+        "colour R/G/B mix": bench_tiles(
+            cube,
+            "colour, R/G/B MIX",
+            {"mix": ((1, 1.0, 0.0, 0.0), (2, 0.0, 1.0, 0.0), (3, 0.0, 0.0, 1.0))},
+        ),
         "plain (no CHAN)": bench_tiles(star, "star field, no CHAN", {}),
         "region 4x4": bench_region(star, "region 4 x 4 tiles, grey"),
     }

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from astropy.io import fits
@@ -1086,13 +1086,21 @@ def bresenham_line(
     return xs, ys
 
 
+# Background statistics sample every _BACKGROUND_ROW_STEP-th row of the active
+# area from its first row, as the reference server does (so that the default cuts
+# of INFO agree with its own), thinned to a multiple of that step on large images
+# so that at most about _BACKGROUND_PIXELS pixels are sampled.
+_BACKGROUND_ROW_STEP: Final = 16
+_BACKGROUND_PIXELS: Final = 1 << 20
+
+
 def _background_samples(image: Image) -> np.ndarray:
     """Return (channels, n) pixels from a subsample of the active area's rows."""
     (dx1, dx2, _), (dy1, dy2, _) = image.datasliceinfo
     width = dx2 - dx1 + 1
     nrows = dy2 - dy1 + 1
-    rows_wanted = max(1, (1 << 20) // max(1, width))
-    step = max(1, -(-nrows // rows_wanted))
+    sampled = -(-nrows // _BACKGROUND_ROW_STEP) * max(1, width)
+    step = _BACKGROUND_ROW_STEP * max(1, -(-sampled // _BACKGROUND_PIXELS))
     samples = [
         image.read_rows(y, y + 1, dx1 - 1, dx2)[:, 0, :] for y in range(dy1 - 1, dy2, step)
     ]
