@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 from werkzeug.test import TestResponse
 
+from tests.core.conftest import write_mosaic
 from tests.web.webtools import PREFIX, Library, make_app, small_image
 
 TILE = 256
@@ -146,6 +147,28 @@ def test_info_mosaic_slices(client: FlaskClient, library: Library) -> None:
         assert (dx1, dx2, dy1, dy2) == (x1, x2, y1, y2)
         assert dxs == (1 if x2 >= x1 else -1)
         assert dys == 1
+
+
+def test_info_keeps_mosaic_ccd_headers(fresh_library: Library) -> None:
+    # Overscan before the data on the first CCD (the one the frame's WCS comes
+    # from) and on another: INFO must report each CCD's header as in the file,
+    # however often it is asked, and the frame header must not drift.
+    spec = write_mosaic(
+        fresh_library.data / "overscan.fits", overscan=10, left_overscan=(0, 3)
+    )
+    with fits.open(spec.path) as hdus:
+        in_file = [hdus[k + 1].header for k in range(8)]
+        crpix = [(h["CRPIX1"], h["CRPIX2"]) for h in in_file]
+    with make_app(fresh_library).test_client() as client:
+        answers = []
+        for _ in range(3):
+            answers.append(ok_json(client, "FIF=overscan.fits&INFO"))
+            assert iip(client, "FIF=overscan.fits&JTL=0,0").status_code == 200
+    for info in answers:
+        assert info["header"] == answers[0]["header"]
+        for k, image in enumerate(info["images"]):
+            assert (image["header"]["CRPIX1"], image["header"]["CRPIX2"]) == crpix[k], k
+    assert answers[0]["images"][0]["dataslice"][0] == [11, 70, 1]
 
 
 def test_service_type_is_configurable(library: Library) -> None:
