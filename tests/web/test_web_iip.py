@@ -265,6 +265,33 @@ def test_tile_modes_and_colormaps(client: FlaskClient) -> None:
     assert abs(plain.mean() + inverted.mean() - 255.0) < 2.0
 
 
+def test_mix_gives_each_channel_its_colour(client: FlaskClient) -> None:
+    # Pure R, G and B rows: each band of the colour tile is one channel, scaled
+    # by its default cuts exactly as that channel's grey tile (weights times
+    # 3 / nchannels = 1). Permuted rows permute the bands.
+    mono = [
+        np.asarray(jpeg(client, f"FIF=cube.fits&JTL=1,0&CHAN={c}&QLT=100"), dtype=float)
+        for c in (1, 2, 3)
+    ]
+    assert min(abs(mono[a] - mono[b]).mean() for a, b in ((0, 1), (0, 2), (1, 2))) > 5
+    for order in ((0, 1, 2), (2, 0, 1)):
+        rows = [[0, 0, 0] for _ in range(3)]
+        for band, channel in enumerate(order):
+            rows[channel][band] = 1
+        mix = "".join(f"&MIX={c + 1}:{r},{g},{b}" for c, (r, g, b) in enumerate(rows))
+        tile = np.asarray(jpeg(client, f"FIF=cube.fits&JTL=1,0&QLT=100{mix}"), dtype=float)
+        for band, channel in enumerate(order):
+            assert abs(tile[:, :, band] - mono[channel]).mean() < 1.0, (order, band)
+    # A channel mixed out leaves its band black.
+    tile = np.asarray(
+        jpeg(client, "FIF=cube.fits&JTL=1,0&QLT=100&MIX=1:1,0,0&MIX=2:0,0,0&MIX=3:0,0,0"),
+        dtype=float,
+    )
+    # (YCbCr rounding leaves a few levels in the other bands.)
+    assert tile[:, :, 1:].mean() < 1 and tile[:, :, 1:].max() <= 8
+    assert tile[:, :, 0].mean() > 20
+
+
 def test_tile_rendering_parameters_change_the_tile(client: FlaskClient) -> None:
     base = "FIF=starfield.fits&JTL=1,3&CHAN=1"
     reference = iip(client, base).data
@@ -329,6 +356,26 @@ def test_region_matches_the_tile(client: FlaskClient) -> None:
     assert np.array_equal(np.asarray(region), np.asarray(tile))
     colour = jpeg(client, "FIF=cube.fits&RGN=1,1:600,300&BIN=2")
     assert colour.mode == "RGB" and colour.size == (300, 150)
+
+
+@pytest.mark.parametrize("binning", [2, 4, 8])
+def test_region_pixels_come_from_the_level_of_the_binning(
+    client: FlaskClient, binning: int
+) -> None:
+    # starfield.fits is 2048 x 1536: at BIN=b, the region of full-resolution
+    # pixels 1..256b (displayed orientation) is tile 0 of the level log2(b).
+    info = ok_json(client, "FIF=starfield.fits&INFO")
+    z = info["tile_levels"] - 1 - (binning.bit_length() - 1)
+    side = 256 * binning
+    region = jpeg(
+        client, f"FIF=starfield.fits&RGN=1,1:{side},{side}&BIN={binning}&CHAN=1&QLT=100"
+    )
+    tile = jpeg(client, f"FIF=starfield.fits&JTL={z},0&CHAN=1&QLT=100")
+    assert region.size == tile.size
+    assert np.array_equal(np.asarray(region), np.asarray(tile))
+    # Any other level has other pixels (the star field is not uniform).
+    other = jpeg(client, f"FIF=starfield.fits&JTL={z + 1},0&CHAN=1&QLT=100")
+    assert not np.array_equal(np.asarray(other), np.asarray(region))
 
 
 def test_region_too_large(library: Library) -> None:

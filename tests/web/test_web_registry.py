@@ -66,6 +66,28 @@ def test_resolve(library: Library) -> None:
         assert error.value.loc == ("query", "FIF")
 
 
+def test_sibling_folder_with_the_data_folder_name_is_outside(
+    fresh_library: Library,
+) -> None:
+    # "<data>-private" starts with the data folder's path: only a comparison that
+    # ends at a path separator tells that it is not inside.
+    private = fresh_library.data.parent / (fresh_library.data.name + "-private")
+    private.mkdir()
+    fits.PrimaryHDU(small_image()).writeto(private / "secret.fits")
+    os.symlink(private / "secret.fits", fresh_library.data / "to_secret.fits")
+    os.symlink(private, fresh_library.data / "privdir")
+    os.symlink(f"../{private.name}/secret.fits", fresh_library.data / "relative.fits")
+    registry = make_registry(fresh_library)
+    for name in ("to_secret.fits", "privdir/secret.fits", "relative.fits"):
+        with pytest.raises(ImageNotFoundError) as error:
+            registry.resolve(name)
+        assert str(fresh_library.root) not in error.value.msg
+    names = {entry["name"] for entry in registry.list_images()}
+    assert not names & {"to_secret.fits", "privdir/secret.fits", "relative.fits"}
+    # Nothing was prepared from the sibling.
+    assert not any(fresh_library.cache.iterdir())
+
+
 def test_missing_data_dir(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError):
         ImageRegistry(tmp_path / "missing", tmp_path)
