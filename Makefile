@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint demo bench fidelity clean
+.PHONY: test test-quick lint demo bench fidelity clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,8 +12,13 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e ".[test,lint]"
 	touch $(STAMP)
 
+# The whole suite with branch coverage of the package (the floor is in pyproject.toml).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov --cov-report=term
+
+# Without the tests that start servers, browsers or subprocesses to kill (a minute).
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 lint: $(STAMP)
 	$(BIN)/ruff check flask_fitstiles tests example_app benchmarks

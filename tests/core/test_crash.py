@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from astropy.io import fits
 
 from flask_fitstiles import tiled
 from flask_fitstiles.tiled import pickledTiled
+
+pytestmark = pytest.mark.slow  # servers or killed subprocesses
 
 # The child prepares the image, but stalls at a chosen stage (after writing part of
 # a file) and says so; the test then kills it with SIGKILL.
@@ -75,6 +78,9 @@ def test_killed_preparation(
     )
     try:
         assert child.stdout is not None
+        # A wedged child must fail the test, not hang the suite.
+        ready, _, _ = select.select([child.stdout], [], [], 60)
+        assert ready, "the child did not reach its stage within 60 s"
         assert child.stdout.readline().strip() == "stalled"
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)

@@ -22,6 +22,8 @@ from astropy.io import fits
 from flask_fitstiles.tiled import get_prepared, pickledTiled
 from tests.web.servers import fetch, gunicorn, prepared_count, read
 
+pytestmark = pytest.mark.slow  # servers or killed subprocesses
+
 SHAPE = (1100, 1300)
 
 

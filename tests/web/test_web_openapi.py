@@ -144,6 +144,7 @@ def with_real_image(case: Case, name: str) -> Case:
     return case
 
 
+@pytest.mark.slow
 def test_schemathesis_live(live_url: str) -> None:
     config = schemathesis.Config.from_dict(
         {"checks": {"negative_data_rejection": {"expected-statuses": ["4xx"]}}}
@@ -182,6 +183,7 @@ def test_schemathesis_live(live_url: str) -> None:
     assert stats["tile_cache"]["misses"] > 0, stats
 
 
+@pytest.mark.slow
 def test_schemathesis_cli_coverage_phase(live_url: str, tmp_path: Path) -> None:
     """The CLI's coverage phase: boundary values and every kind of schema violation.
 

@@ -124,6 +124,7 @@ def open_in_workers(url: str, workers: int) -> dict[int, dict[str, object]]:
     raise AssertionError(f"only {len(seen)} worker(s) answered /stats")
 
 
+@pytest.mark.slow
 def test_every_gunicorn_worker_notices(tmp_path: Path) -> None:
     data, cache = tmp_path / "data", tmp_path / "cache"
     data.mkdir()
