@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-quick lint demo bench fidelity clean
+.PHONY: test test-quick lint demo bench fidelity mutate clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/micro.py
+
+# Mutation testing (mutmut, configured in pyproject.toml) of core/, iip.py and the
+# views against the fast tests; not part of `make test`. Results stay in mutants/:
+# `mutmut results` lists the survivors, `mutmut show NAME` one mutant. Arguments
+# narrow the run, e.g. make mutate MUTANTS='flask_fitstiles.core.render*'.
+mutate: $(STAMP)
+	$(BIN)/pip install -q "mutmut>=3.3"
+	$(BIN)/mutmut run $(MUTANTS)
+	$(BIN)/mutmut results
 
 # Side by side with the reference server on the same images: every IIP command and
 # rendering parameter, decoded and compared (its venv as for BENCH_PEER=1 make bench).

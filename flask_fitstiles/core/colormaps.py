@@ -74,22 +74,28 @@ def _interpolated_table(bands: tuple[_Band, _Band, _Band], nsamples: int) -> np.
     return table
 
 
-_LUTS: Final[dict[str, np.ndarray]] = {
-    "jet": _interpolated_table(
-        (
-            lambda x: np.minimum(4.0 * x - 1.5, 4.5 - 4.0 * x),
-            lambda x: np.minimum(4.0 * x - 0.5, 3.5 - 4.0 * x),
-            lambda x: np.minimum(4.0 * x + 0.5, 2.5 - 4.0 * x),
+def _build_luts() -> dict[str, np.ndarray]:
+    """Return the table of every colormap but grey, by name."""
+    luts = {
+        "jet": _interpolated_table(
+            (
+                lambda x: np.minimum(4.0 * x - 1.5, 4.5 - 4.0 * x),
+                lambda x: np.minimum(4.0 * x - 0.5, 3.5 - 4.0 * x),
+                lambda x: np.minimum(4.0 * x + 0.5, 2.5 - 4.0 * x),
+            ),
+            256,
         ),
-        256,
-    ),
-    "hot": _interpolated_table(
-        (lambda x: 2.5 * x, lambda x: 2.5 * x - 1.0, lambda x: 5.0 * x - 4.0), 64
-    ),
-    "cool": _interpolated_table((lambda x: x, lambda x: 1.0 - x, np.ones_like), 256),
-}
-# The reference maps the VisiOmatic client's "cold" to OpenCV's COOL as well.
-_LUTS["cold"] = _LUTS["cool"]
+        "hot": _interpolated_table(
+            (lambda x: 2.5 * x, lambda x: 2.5 * x - 1.0, lambda x: 5.0 * x - 4.0), 64
+        ),
+        "cool": _interpolated_table((lambda x: x, lambda x: 1.0 - x, np.ones_like), 256),
+    }
+    # The reference maps the VisiOmatic client's "cold" to OpenCV's COOL as well.
+    luts["cold"] = luts["cool"]
+    return luts
+
+
+_LUTS: Final[dict[str, np.ndarray]] = _build_luts()
 # Pillow palettes of the same tables, for its palette-to-RGB expansion.
 _PALETTES: Final[dict[str, bytes]] = {name: lut.tobytes() for name, lut in _LUTS.items()}
 

@@ -8,6 +8,7 @@ a random key kept in the cache folder with mode 0600.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -20,6 +21,7 @@ __all__ = ["KEY_FILENAME", "dumps_signed", "get_secret_key", "loads_signed"]
 KEY_FILENAME = ".fitstiles-key"
 _MAGIC = b"FITSTILES-PICKLE-1\n"
 _DIGEST_SIZE = hashlib.sha256().digest_size
+_KEY_BYTES = 32
 
 
 def get_secret_key(cache_dir: str, secret_key: str | bytes | None = None) -> bytes:
@@ -43,28 +45,36 @@ def get_secret_key(cache_dir: str, secret_key: str | bytes | None = None) -> byt
     if secret_key is not None:
         return secret_key.encode() if isinstance(secret_key, str) else bytes(secret_key)
     path = os.path.join(cache_dir, KEY_FILENAME)
+    key: bytes | None
     try:
         with open(path, "rb") as f:
             key = f.read()
-        if len(key) >= 32:
-            return key
     except FileNotFoundError:
-        pass
-    # Write aside, then link: of concurrent creators exactly one key wins and
-    # every process reads that one.
+        key = None
+    else:
+        if len(key) >= _KEY_BYTES:
+            return key
+    # A new key, written aside first. With no key file, it is linked into place:
+    # of concurrent creators exactly one wins and every process reads that one.
+    # A key file too short to be one of ours (damaged, or written by hand) is
+    # replaced instead, so that pickles are never signed with a weak key.
     aside = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, secrets.token_bytes(32))
+        os.write(fd, secrets.token_bytes(_KEY_BYTES))
         os.fsync(fd)
     finally:
         os.close(fd)
     try:
-        os.link(aside, path)
+        if key is not None:
+            os.replace(aside, path)
+        else:
+            os.link(aside, path)
     except FileExistsError:
         pass
     finally:
-        os.unlink(aside)
+        with contextlib.suppress(FileNotFoundError):  # gone if it replaced the file
+            os.unlink(aside)
     with open(path, "rb") as f:
         return f.read()
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
+from flask_fitstiles.core import colormaps
 from flask_fitstiles.core.colormaps import COLORMAP_NAMES, colormap_lut, colormap_palette
 from flask_fitstiles.errors import BadParameterError
 
@@ -32,6 +33,9 @@ def test_every_entry_equals_opencv(name: str) -> None:
     assert lut is not None
     assert lut.shape == (256, 3) and lut.dtype == np.uint8
     assert_array_equal(lut, opencv_table(OPENCV_MAPS[name]))
+    # Built again from the definitions, in this process (the module's tables
+    # were built at import; mutation testing changes code after that).
+    assert_array_equal(colormaps._build_luts()[name], opencv_table(OPENCV_MAPS[name]))
 
 
 @pytest.mark.parametrize(
@@ -72,7 +76,10 @@ def test_tables_are_built_once_and_read_only() -> None:
 
 @pytest.mark.parametrize("lookup", [colormap_lut, colormap_palette])
 def test_unknown_name(lookup) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ValueError, match="unknown colormap 'viridis'"):
+    names = "grey, jet, cold, cool, hot"
+    with pytest.raises(
+        ValueError, match=f"^unknown colormap 'viridis'; use one of {names}$"
+    ):
         lookup("viridis")
     with pytest.raises(BadParameterError) as info:
         lookup("Jet")

@@ -28,12 +28,12 @@ def test_round_trip_and_tampering() -> None:
     key = b"k" * 32
     blob = signing.dumps_signed({"a": 1}, key)
     assert signing.loads_signed(blob, key) == {"a": 1}
-    with pytest.raises(ValueError, match="does not verify"):
+    with pytest.raises(ValueError, match="^the pickle's signature does not verify$"):
         signing.loads_signed(blob, b"x" * 32)
     tampered = blob[:-1] + bytes([blob[-1] ^ 1])
-    with pytest.raises(ValueError, match="does not verify"):
+    with pytest.raises(ValueError, match="^the pickle's signature does not verify$"):
         signing.loads_signed(tampered, key)
-    with pytest.raises(ValueError, match="not a signed pickle"):
+    with pytest.raises(ValueError, match="^not a signed pickle$"):
         signing.loads_signed(pickle.dumps({"a": 1}), key)
 
 
@@ -46,9 +46,29 @@ def test_key_file_and_folder_modes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     path = Path(folder) / signing.KEY_FILENAME
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert signing.get_secret_key(folder) == key  # kept, not made anew
+    # Reading the key writes nothing (a read-only cache folder works).
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "open", lambda *args, **kwargs: pytest.fail("wrote a file"))
+        assert signing.get_secret_key(folder) == key
     assert signing.get_secret_key(folder, "explicit") == b"explicit"
     monkeypatch.setenv("FITSTILES_SECRET_KEY", "from-env")
     assert signing.get_secret_key(folder) == b"from-env"
+
+
+@pytest.mark.parametrize("content", [b"", b"short", b"k" * 31])
+def test_damaged_key_file_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes
+) -> None:
+    monkeypatch.delenv("FITSTILES_SECRET_KEY", raising=False)
+    folder = tiled.get_cache_dir(tmp_path / "cache")
+    path = Path(folder) / signing.KEY_FILENAME
+    path.write_bytes(content)
+    key = signing.get_secret_key(folder)
+    assert len(key) == 32 and key != content
+    assert path.read_bytes() == key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert signing.get_secret_key(folder) == key
+    assert [p.name for p in Path(folder).iterdir()] == [signing.KEY_FILENAME]
 
 
 @pytest.mark.parametrize("forge", ["plain", "wrong-key"])
