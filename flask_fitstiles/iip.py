@@ -196,32 +196,38 @@ def split_fif(value: str) -> tuple[str, int | None]:
     return match.group(1), ints[0]
 
 
-def _float_in(name: str, low: float, high: float) -> Callable[[str], float]:
-    expected = f"a number between {low:g} and {high:g}"
+@dataclass(frozen=True)
+class _FloatIn:
+    """Parser of a number within [low, high] for parameter `name`."""
 
-    def parse(value: str) -> float:
+    name: str
+    low: float
+    high: float
+
+    def __call__(self, value: str) -> float:
         match = _FLOAT_RE.fullmatch(value)
         if match is not None:
             number = float(match.group(1))
-            if low <= number <= high:  # also false for an overflow to inf
+            if self.low <= number <= self.high:  # also false for an overflow to inf
                 return number
-        raise _error(name, expected, value)
-
-    return parse
+        raise _error(self.name, f"a number between {self.low:g} and {self.high:g}", value)
 
 
-def _int_in(name: str, low: int, high: int) -> Callable[[str], int]:
-    expected = f"an integer between {low} and {high}"
+@dataclass(frozen=True)
+class _IntIn:
+    """Parser of an integer within [low, high] for parameter `name`."""
 
-    def parse(value: str) -> int:
+    name: str
+    low: int
+    high: int
+
+    def __call__(self, value: str) -> int:
         match = _INT_RE.fullmatch(value)
         if match is not None:
             number = int(match.group(1))
-            if low <= number <= high:
+            if self.low <= number <= self.high:
                 return number
-        raise _error(name, expected, value)
-
-    return parse
+        raise _error(self.name, f"an integer between {self.low} and {self.high}", value)
 
 
 def _parse_tile(value: str) -> tuple[int, int]:
@@ -281,14 +287,17 @@ def _parse_colormap(value: str) -> str:
     return colormap
 
 
-def _two_points(name: str) -> Callable[[str], tuple[tuple[int, int], tuple[int, int]]]:
-    def parse(value: str) -> tuple[tuple[int, int], tuple[int, int]]:
+@dataclass(frozen=True)
+class _TwoPoints:
+    """Parser of two integer points ``x1,y1:x2,y2`` for parameter `name`."""
+
+    name: str
+
+    def __call__(self, value: str) -> tuple[tuple[int, int], tuple[int, int]]:
         ints = _ints(_TWO_PAIRS_RE.fullmatch(value))
         if ints is None:
-            raise _error(name, "'x1,y1:x2,y2' with four integers (|v| < 2**31)", value)
+            raise _error(self.name, "'x1,y1:x2,y2' with four integers (|v| < 2**31)", value)
         return (ints[0], ints[1]), (ints[2], ints[3])
-
-    return parse
 
 
 def _parse_value(value: str) -> tuple[int, int]:
@@ -317,14 +326,14 @@ _PARAMS: dict[str, _Param] = {
         _Param("MIX", "mix", _parse_mix, repeatable=True),
         _Param("CMP", "colormap", _parse_colormap),
         _Param("INV", "invert", None),
-        _Param("BRT", "brightness", _float_in("BRT", -100.0, 100.0)),
-        _Param("CNT", "contrast", _float_in("CNT", 0.0, 1000.0)),
-        _Param("GAM", "gamma", _float_in("GAM", 0.2, 5.0)),
-        _Param("QLT", "quality", _int_in("QLT", 0, 100)),
-        _Param("RGN", "region", _two_points("RGN")),
-        _Param("BIN", "binning", _int_in("BIN", 1, 65536)),
+        _Param("BRT", "brightness", _FloatIn("BRT", -100.0, 100.0)),
+        _Param("CNT", "contrast", _FloatIn("CNT", 0.0, 1000.0)),
+        _Param("GAM", "gamma", _FloatIn("GAM", 0.2, 5.0)),
+        _Param("QLT", "quality", _IntIn("QLT", 0, 100)),
+        _Param("RGN", "region", _TwoPoints("RGN")),
+        _Param("BIN", "binning", _IntIn("BIN", 1, 65536)),
         _Param("VAL", "value", _parse_value),
-        _Param("PFL", "profile", _two_points("PFL")),
+        _Param("PFL", "profile", _TwoPoints("PFL")),
     )
 }
 
