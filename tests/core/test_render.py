@@ -14,6 +14,7 @@ from flask_fitstiles.core.render import (
     mix_matrix,
     render_jpeg,
     render_tile,
+    resize_raster,
 )
 from flask_fitstiles.errors import BadParameterError
 
@@ -581,3 +582,20 @@ def test_encode_jpeg_rejects_bad_quality(quality):
 def test_encode_jpeg_rejects_bad_rasters(raster):
     with pytest.raises(ValueError, match="raster"):
         encode_jpeg(raster, 90)
+
+
+# --- resize_raster -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bands", [None, 3])
+def test_resize_raster_averages_blocks(bands):
+    # Shrinking by whole factors averages each block (area averaging, not an
+    # interpolation): regions at a binning that is not a power of two.
+    rng = np.random.default_rng(11)
+    shape = (12, 18) if bands is None else (12, 18, bands)
+    raster = rng.integers(0, 256, shape, dtype=np.uint8)
+    out = resize_raster(raster, (4, 6))
+    assert out.shape == ((4, 6) if bands is None else (4, 6, bands))
+    assert out.dtype == np.uint8
+    blocks = raster.reshape(4, 3, 6, 3, *shape[2:]).mean(axis=(1, 3))
+    assert np.abs(out - blocks).max() <= 1.0  # (Pillow rounds in fixed point)
