@@ -8,6 +8,7 @@ import pytest
 from numpy.testing import assert_array_equal
 from PIL import Image
 
+from flask_fitstiles.core import render as render_module
 from flask_fitstiles.core.render import (
     colormap_lut,
     encode_jpeg,
@@ -191,6 +192,50 @@ def test_mono_empty_cuts_is_a_step(x, level):
     for cuts in (np.array([[100.0, 100.0]]), np.array([[100.0, 50.0]])):
         raster = render_tile(tile, cuts, channel=1)
         assert_array_equal(raster, np.full((1, 4), level, dtype=np.uint8))
+
+
+def test_mono_empty_cuts_keep_the_brightness_offset():
+    # At x == min of empty cuts, v is the brightness offset alone (0.4 here).
+    tile = np.full((1, 1, 4), 100.0, dtype=np.float32)
+    raster = render_tile(tile, np.array([[100.0, 100.0]]), channel=1, brightness=40.0)
+    assert_array_equal(raster, ref_mono(tile[0], 100.0, 100.0 + 1e-30, brightness=40.0))
+    assert raster[0, 0] == int(255.49 * 0.4 ** (1 / 2.2))
+
+
+@pytest.mark.parametrize("x", [256.0, 257.0, 513.0, 514.0, 65278.0, 65279.0])
+def test_mono_levels_change_where_the_formula_says(x):
+    # With gamma 1 and cuts [0, 65535], the scaled value is x / 65535 exactly, and
+    # levels 0|1, 1|2 and 253|254 change between these pairs of x: the table is
+    # indexed by the nearest value, not the one below.
+    tile = np.full((1, 1, 1), x, dtype=np.float32)
+    raster = render_tile(tile, np.array([[0.0, 65535.0]]), channel=1, gamma=1.0)
+    assert raster[0, 0] == int(255.49 * x / 65535.0)
+
+
+def test_work_buffers_are_reused_per_thread():
+    # The per-tile path allocates nothing once its buffers have grown.
+    first = render_module._scratch.get("test", (64, 64), np.float32)
+    assert np.shares_memory(first, render_module._scratch.get("test", (64, 64), np.float32))
+    assert np.shares_memory(first, render_module._scratch.get("test", (32, 16), np.uint8))
+    grown = render_module._scratch.get("test", (128, 128), np.float32)
+    assert grown.shape == (128, 128) and not np.shares_memory(first, grown)
+    assert np.shares_memory(
+        grown, render_module._scratch.get("test", (128, 128), np.float32)
+    )
+    # The largest kept buffer is reused too; beyond it, a fresh array each time.
+    limit = render_module._SCRATCH_MAX_BYTES // 4
+    kept = render_module._scratch.get("big", (limit,), np.float32)
+    assert np.shares_memory(kept, render_module._scratch.get("big", (limit,), np.float32))
+    over = render_module._scratch.get("big", (limit + 1,), np.float32)
+    assert not np.shares_memory(
+        over, render_module._scratch.get("big", (limit + 1,), np.float32)
+    )
+    # Other threads get buffers of their own.
+    with ThreadPoolExecutor(1) as pool:
+        other = pool.submit(
+            render_module._scratch.get, "test", (64, 64), np.float32
+        ).result()
+    assert not np.shares_memory(first, other)
 
 
 def test_mono_blank_pixels_are_black_or_white_when_inverted():
