@@ -212,6 +212,42 @@ def test_mono_levels_change_where_the_formula_says(x):
     assert raster[0, 0] == int(255.49 * x / 65535.0)
 
 
+def test_render_jpeg_is_render_tile_then_encode_jpeg():
+    # Same defaults, same pixels: render_jpeg skips the numpy raster, nothing else.
+    tile, cuts = three_channel_tile(20, 30)
+    for settings in ({}, {"channel": 2}, {"channel": 1, "colormap": "hot"}):
+        assert render_jpeg(tile, cuts, 90, **settings) == encode_jpeg(
+            render_tile(tile, cuts, **settings), 90
+        ), settings
+
+
+def test_infinities_times_zero_contrast_are_blank_without_warnings():
+    # inf * 0 is NaN: rendered as blank, and no RuntimeWarning (an error here).
+    tile = np.array([[[np.inf, -np.inf, 150.0]]], dtype=np.float32)
+    raster = render_tile(tile, CUTS, channel=1, contrast=0.0)
+    assert_array_equal(raster, np.zeros((1, 3), dtype=np.uint8))
+    colour = render_tile(
+        np.concatenate([tile, tile]), np.concatenate([CUTS, CUTS]), contrast=0.0
+    )
+    assert_array_equal(colour, np.zeros((1, 3, 3), dtype=np.uint8))
+
+
+def test_scaling_is_single_precision():
+    # The scaled value of a pixel is computed in float32 (x * factor + offset,
+    # both float32), then indexes the table: check every pixel of a random tile
+    # against that arithmetic, done here step by step.
+    rng = np.random.default_rng(3)
+    # Large enough that index rounding at the 255 level changes shows.
+    tile = rng.uniform(-50.0, 1200.0, (1, 1024, 1024)).astype(np.float32)
+    lo, hi, gamma = 100.0, 1100.0, 2.2
+    top = 65535.0
+    factor = top / (hi - lo)
+    scaled = tile[0] * np.float32(factor) + np.float32(0.5 - lo * factor)
+    index = np.clip(scaled, 0.0, top).astype(np.uint16)
+    expected = (255.49 * (index / top) ** (1.0 / gamma)).astype(np.uint8)
+    assert_array_equal(render_tile(tile, np.array([[lo, hi]]), channel=1), expected)
+
+
 def test_work_buffers_are_reused_per_thread():
     # The per-tile path allocates nothing once its buffers have grown.
     first = render_module._scratch.get("test", (64, 64), np.float32)
