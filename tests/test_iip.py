@@ -238,6 +238,33 @@ def test_bad_values(query: str, name: str, shown: str) -> None:
         ("CMP=rainbow", "CMP must be one of grey, jet, cold, cool, hot, got 'rainbow'"),
         ("QLT=101", "QLT must be an integer between 0 and 100, got '101'"),
         ("BIN=0", "BIN must be an integer between 1 and 65536, got '0'"),
+        ("BRT=x", "BRT must be a number between -100 and 100, got 'x'"),
+        ("CNT=-1", "CNT must be a number between 0 and 1000, got '-1'"),
+        ("CHAN=0", "CHAN must be a channel number, an integer >= 1, got '0'"),
+        (
+            "MINMAX=1:2",
+            "MINMAX must be 'channel:min,max' with an integer channel >= 1 and two "
+            "finite numbers, got '1:2'",
+        ),
+        (
+            "MIX=1:2,3",
+            "MIX must be 'channel:r,g,b' with an integer channel >= 1 and three "
+            "finite numbers, got '1:2,3'",
+        ),
+        ("VAL=1", "VAL must be 'x,y' with two integers (|v| < 2**31), got '1'"),
+        (
+            "RGN=1,2",
+            "RGN must be 'x1,y1:x2,y2' with four integers (|v| < 2**31), got '1,2'",
+        ),
+        (
+            "PFL=1,2",
+            "PFL must be 'x1,y1:x2,y2' with four integers (|v| < 2**31), got '1,2'",
+        ),
+        (
+            "FIF=a.fits[x]",
+            "FIF must be an image name, optionally followed by '[N]' with N an HDU "
+            "number >= 0, got 'a.fits[x]'",
+        ),
     ],
 )
 def test_messages(query: str, message: str) -> None:
@@ -255,9 +282,11 @@ def test_too_long_values(name: str) -> None:
     with pytest.raises(BadParameterError) as info:
         parse_iip_query([(name.lower(), TOO_LONG)])
     assert info.value.loc == ("query", name)
-    assert str(MAX_VALUE_LENGTH) in info.value.msg
-    assert "'11111111" in info.value.msg  # a prefix of the value, not all of it
-    assert len(info.value.msg) < 200
+    # The length and a 20-character prefix of the value, not all of it.
+    assert info.value.msg == (
+        f"{name} must be at most {MAX_VALUE_LENGTH} characters long, got "
+        f"{len(TOO_LONG)} characters starting with {TOO_LONG[:20]!r}"
+    )
 
 
 def test_longest_accepted_value() -> None:
