@@ -63,9 +63,12 @@ const IIPLayer = L.GridLayer.extend({
   },
 
   _load(img, url, then) {
-    this._count(+1);
+    // A new src cancels the old load without any event: count each img once.
+    if (!img.pending) this._count(+1);
+    img.pending = true;
     const finish = () => {
-      this._count(-1);
+      if (img.pending) this._count(-1);
+      img.pending = false;
       if (then) then();
     };
     img.onload = finish;
@@ -107,6 +110,8 @@ async function main() {
     minZoom: -2,
     maxZoom: zmax + 4,
     zoomSnap: 1,
+    // One notch of a mouse wheel (100-120 px) is one level, i.e. one JTL level.
+    wheelPxPerZoomLevel: 120,
     attributionControl: false,
     fadeAnimation: false,
   });
@@ -172,15 +177,28 @@ async function main() {
     if (settled) commit();
   });
 
-  // -- readouts: pixel under the cursor, VAL at most one request in flight ----------
+  // -- readouts: pixel under the cursor; VAL one request at a time, at most one
+  // every VAL_INTERVAL ms, always for the latest position --------------------------
+  const VAL_INTERVAL = 50;
   let wanted = null;
   let inFlight = false;
+  let waiting = null;
+  let lastSent = -Infinity;
   const channels = Array.from({ length: info.channels }, (_, i) => ["CHAN", String(i + 1)]);
   async function askValue() {
-    if (inFlight || wanted === null) return;
+    if (inFlight || waiting !== null || wanted === null) return;
+    const wait = lastSent + VAL_INTERVAL - performance.now();
+    if (wait > 0) {
+      waiting = setTimeout(() => {
+        waiting = null;
+        askValue();
+      }, wait);
+      return;
+    }
     const [x, y] = wanted;
     wanted = null;
     inFlight = true;
+    lastSent = performance.now();
     try {
       const answer = await request([["VAL", `${x},${y}`], ...channels]);
       showValue(x, y, answer);
