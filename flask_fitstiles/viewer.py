@@ -18,8 +18,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from flask import Response, current_app, render_template, request, send_from_directory
-from flask import url_for as flask_url_for
+from flask import (
+    Response,
+    current_app,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 
 from .errors import BadParameterError
 from .iip import split_fif
@@ -61,10 +67,6 @@ def _enabled() -> None:
         )
 
 
-def _url_for(endpoint: str, **values: str) -> str:
-    return flask_url_for(f"{request.blueprint}.{endpoint}", **values)
-
-
 def _leaflet_dir() -> str:
     # Imported here: the module is only needed when the viewer is used.
     from xstatic.pkg import leaflet
@@ -84,7 +86,9 @@ def viewer() -> Response:
     """
     _enabled()
     # Parameter names are case-insensitive, as in IIP; the last FIF wins.
-    values = [value for key, value in request.args.items(multi=True) if key.lower() == "fif"]
+    values = [
+        value for key, value in request.args.items(multi=True) if key.lower() == "fif"
+    ]
     if not values:
         raise BadParameterError(
             "FIF is required: name the image, e.g. viewer?FIF=image.fits "
@@ -99,9 +103,7 @@ def viewer() -> Response:
     html = render_template(
         "fitstiles/viewer.html",
         fif=fif,
-        iip_url=_url_for("iip"),
-        static_url=_url_for("viewer_static", filename=""),
-        leaflet_url=_url_for("viewer_leaflet", filename=""),
+        iip_url=url_for(f"{request.blueprint}.iip"),
         max_region_tiles=_state().settings.max_region_tiles,
         version=__version__,
     )

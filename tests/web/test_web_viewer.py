@@ -43,13 +43,17 @@ class _Page(HTMLParser):
             self.urls.append(str(attributes.get("src") or attributes.get("href")))
         if tag == "script" and not attributes.get("src"):
             self.inline.append("script")
-        if tag == "style" or "style" in attributes or any(a.startswith("on") for a in attributes):
+        if (
+            tag == "style"
+            or "style" in attributes
+            or any(a.startswith("on") for a in attributes)
+        ):
             self.inline.append(tag)
         if tag == "main":
             self.main = attributes
 
 
-def get_file(client: FlaskClientClient, url: str) -> TestResponse:
+def get_file(client: FlaskClient, url: str) -> TestResponse:
     """GET a static file and close the answer (it holds the open file)."""
     response = client.get(url)
     response.get_data()
@@ -139,7 +143,9 @@ def test_image_names_as_in_iip(client: FlaskClient) -> None:
         '"><script>alert(1)</script>.fits',
     ],
 )
-def test_bad_names_get_the_iip_errors(client: FlaskClient, library: Library, fif: str) -> None:
+def test_bad_names_get_the_iip_errors(
+    client: FlaskClient, library: Library, fif: str
+) -> None:
     query = f"FIF={quote(fif)}"
     page = client.get(f"{PREFIX}/viewer?{query}")
     info = client.get(f"{PREFIX}/iip?{query}&INFO")
@@ -204,7 +210,9 @@ def test_two_mounts_and_a_script_root(library: Library) -> None:
     third = parse(client.get("/viewer?FIF=small.fits").get_data(as_text=True))
     assert third.main["data-iip"] == "/iip"
     assert all(url.startswith("/viewer/") for url in third.urls)
-    scripted = client.get(f"{PREFIX}/viewer?FIF=small.fits", base_url="http://localhost/site")
+    scripted = client.get(
+        f"{PREFIX}/viewer?FIF=small.fits", base_url="http://localhost/site"
+    )
     page = parse(scripted.get_data(as_text=True))
     assert page.main["data-iip"] == f"/site{PREFIX}/iip"
     assert all(url.startswith(f"/site{PREFIX}/viewer/") for url in page.urls)

@@ -55,7 +55,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[
 
 
 @pytest.fixture(scope="module")
-def server(library: Library, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+def server(
+    library: Library, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gunicorn]:
     log = tmp_path_factory.mktemp("viewer") / "gunicorn.log"
     with gunicorn(library.data, library.cache, log, workers=2, threads=4) as running:
         yield running
@@ -93,7 +95,8 @@ class Viewer:
         self.page.wait_for_function(
             """() => document.getElementById('map').dataset.tilesPending === '0'
                 && !document.querySelector('.leaflet-zoom-anim')
-                && [...document.querySelectorAll('.iip-tiles img')].every(i => i.complete)""",
+                && [...document.querySelectorAll('.iip-tiles img')]
+                   .every(i => i.complete)""",
             timeout=TIMEOUT_MS,
         )
         # Two frames, so that what was loaded is also laid out and painted.
@@ -483,7 +486,8 @@ def test_profile_plot_has_pfls_points(viewer: Viewer, server: Gunicorn) -> None:
             [
                 (
                     frame["x"] + i / (len(points) - 1) * frame["width"],
-                    frame["y"] + (ymax - p["values"][channel]) / (ymax - ymin) * frame["height"],
+                    frame["y"]
+                    + (ymax - p["values"][channel]) / (ymax - ymin) * frame["height"],
                 )
                 for i, p in enumerate(points)
             ]
@@ -559,7 +563,9 @@ def test_download_is_the_view_as_jpeg(viewer: Viewer, server: Gunicorn) -> None:
     (x1, y1), (x2, y2) = (map(int, c.split(",")) for c in params["RGN"].split(":"))
     assert params["BIN"] == "1"
     # The region is the view, in displayed pixels (top-left origin, inclusive).
-    assert abs((x2 - x1 + 1) - box["width"]) <= 2 and abs((y2 - y1 + 1) - box["height"]) <= 2
+    assert (
+        abs((x2 - x1 + 1) - box["width"]) <= 2 and abs((y2 - y1 + 1) - box["height"]) <= 2
+    )
     assert abs((x1 + x2) / 2 - 1024) <= 1 and abs((y1 + y2) / 2 - (1536 - 768 + 1)) <= 1
     status, body = fetch(f"{server.url}{href}" if href.startswith("/") else href)
     assert status == 200
