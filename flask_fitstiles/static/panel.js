@@ -11,6 +11,9 @@ function element(tag, attributes = {}, text = "") {
   return el;
 }
 
+/** A cut as shown in its field: 6 significant digits. */
+export const shortNumber = (v) => String(+v.toPrecision(6));
+
 /** Name of channel c (1-based): its FILTERc keyword, else FILTER, else "c". */
 export function channelName(info, c) {
   const header = info.header;
@@ -70,7 +73,7 @@ export function buildControls(info, initial, onChange) {
     const color = element("input", { type: "color", class: "color", "aria-label": `colour of channel ${c}` });
     const min = element("input", { type: "number", step: "any", class: "min", "aria-label": `min cut of channel ${c}` });
     const max = element("input", { type: "number", step: "any", class: "max", "aria-label": `max cut of channel ${c}` });
-    const reset = element("button", { type: "button", class: "reset", title: "back to the image's default cuts" }, "reset");
+    const reset = element("button", { type: "button", class: "reset", title: "back to the image's default cuts" }, "↺");
     const cell = (child, attributes = {}) => {
       const td = element("td", attributes);
       td.append(child);
@@ -92,9 +95,12 @@ export function buildControls(info, initial, onChange) {
     next.channel = Number(mode.value);
     rows.forEach(({ color, min, max }, i) => {
       next.colors[i] = color.value;
-      const lo = min.valueAsNumber;
-      const hi = max.valueAsNumber;
-      next.cuts[i] = [Number.isFinite(lo) ? lo : next.cuts[i][0], Number.isFinite(hi) ? hi : next.cuts[i][1]];
+      // A field still showing the rounded cut keeps the exact one.
+      const cut = (field, old) => {
+        if (field.value === shortNumber(old)) return old;
+        return Number.isFinite(field.valueAsNumber) ? field.valueAsNumber : old;
+      };
+      next.cuts[i] = [cut(min, next.cuts[i][0]), cut(max, next.cuts[i][1])];
     });
     next.cmp = $("cmp").value;
     next.inv = $("inv").checked;
@@ -108,8 +114,8 @@ export function buildControls(info, initial, onChange) {
     mode.value = String(settings.channel);
     rows.forEach(({ row, color, min, max }, i) => {
       color.value = settings.colors[i];
-      min.value = String(settings.cuts[i][0]);
-      max.value = String(settings.cuts[i][1]);
+      min.value = shortNumber(settings.cuts[i][0]);
+      max.value = shortNumber(settings.cuts[i][1]);
       row.classList.toggle("active", settings.channel === 0 || settings.channel === i + 1);
     });
     $("cmp").value = settings.cmp;

@@ -113,6 +113,7 @@ async function main() {
     // One notch of a mouse wheel (100-120 px) is one level, i.e. one JTL level.
     wheelPxPerZoomLevel: 120,
     attributionControl: false,
+    zoomControl: false,
     fadeAnimation: false,
   });
   // Display pixels (full resolution, top-left origin) <-> map coordinates.
@@ -130,6 +131,8 @@ async function main() {
     { tileSize: L.point(info.tile_size[0], info.tile_size[1]), maxNativeZoom: zmax, minNativeZoom: 0, bounds: imageBounds, className: "iip-tiles" },
   );
   layer.addTo(map);
+  // Top right: the top left is where the profile and the header open.
+  L.control.zoom({ position: "topright" }).addTo(map);
 
   function setView(v) {
     if (v.center && v.zoom !== null) {
