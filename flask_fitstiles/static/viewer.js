@@ -80,6 +80,10 @@ const IIPLayer = L.GridLayer.extend({
   _count(delta) {
     this._pending += delta;
     if (this._map) this._map.getContainer().dataset.tilesPending = String(this._pending);
+    // The first time every tile of the first view is in: what "first screen" means.
+    if (this._pending === 0 && !performance.getEntriesByName("fitstiles:first-screen").length) {
+      performance.mark("fitstiles:first-screen");
+    }
   },
 
   /** Reload the tiles in place after a settings change (no blank flash). */
@@ -96,6 +100,7 @@ async function main() {
   let info;
   try {
     info = await request([["INFO", ""]]);
+    performance.mark("fitstiles:info");
   } catch (error) {
     fail(`Cannot show ${config.fif}: ${error.message}`);
     return;
