@@ -201,7 +201,12 @@ def openapi() -> Response:
 
     state = _state()
     server_url = (request.script_root + state.url_prefix) or "/"
-    return _json(openapi_json(server_url, version=__version__, stats=state.settings.stats))
+    settings = state.settings
+    return _json(
+        openapi_json(
+            server_url, version=__version__, stats=settings.stats, viewer=settings.viewer
+        )
+    )
 
 
 def stats() -> Response:
