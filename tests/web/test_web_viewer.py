@@ -163,32 +163,41 @@ def test_missing_fif_is_a_400(client: FlaskClient) -> None:
     assert response.get_json()["detail"][0]["loc"] == ["query", "FIF"]
 
 
-def test_unknown_static_file_is_a_json_404(client: FlaskClient, library: Library) -> None:
-    for url in (
-        f"{PREFIX}/viewer/static/nope.js",
-        f"{PREFIX}/viewer/static/../viewer.py",
-        f"{PREFIX}/viewer/static/%2e%2e/viewer.py",
-        f"{PREFIX}/viewer/leaflet/../../__init__.py",
-    ):
+def json_404s(client: FlaskClient, library: Library, *urls: str) -> list[str]:
+    """GET each URL, check it is a JSON 404 that shows no path; return the messages."""
+    messages = []
+    for url in urls:
         response = client.get(url)
         assert response.status_code == 404, url
         assert response.mimetype == "application/json"
         assert str(library.root) not in response.get_data(as_text=True)
+        messages.append(response.get_json()["detail"][0]["msg"])
+    return messages
+
+
+def test_unknown_static_file_is_a_json_404(client: FlaskClient, library: Library) -> None:
+    json_404s(
+        client,
+        library,
+        f"{PREFIX}/viewer/static/nope.js",
+        f"{PREFIX}/viewer/static/../viewer.py",
+        f"{PREFIX}/viewer/static/%2e%2e/viewer.py",
+        f"{PREFIX}/viewer/leaflet/../../__init__.py",
+    )
     assert client.post(f"{PREFIX}/viewer/static/viewer.js").status_code in (404, 405)
 
 
 @pytest.mark.parametrize("value", [False, "0", "off"])
 def test_setting_turns_the_viewer_off(library: Library, value: object) -> None:
     client = make_app(library, viewer=value).test_client()
-    for url in (
+    messages = json_404s(
+        client,
+        library,
         f"{PREFIX}/viewer?FIF=starfield.fits",
         f"{PREFIX}/viewer/static/viewer.js",
         f"{PREFIX}/viewer/leaflet/leaflet.js",
-    ):
-        response = client.get(url)
-        assert response.status_code == 404, url
-        assert response.mimetype == "application/json"
-        assert "FITSTILES_VIEWER" in response.get_json()["detail"][0]["msg"]
+    )
+    assert all("FITSTILES_VIEWER" in message for message in messages)
     assert client.get(f"{PREFIX}/iip?FIF=starfield.fits&INFO").status_code == 200
 
 
