@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.web.servers import Gunicorn, fetch, gunicorn
-from tests.web.webtools import Library
+from tests.web.servers import Gunicorn, fetch, gunicorn, live_server
+from tests.web.webtools import PREFIX, Library, make_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -236,9 +236,13 @@ def fetch_json(url: str) -> Any:
     return json.loads(body)
 
 
-def info_of(server: Gunicorn, fif: str) -> dict[str, Any]:
-    info: dict[str, Any] = fetch_json(f"{server.url}/iip?FIF={fif}&INFO")
+def info_of_url(base: str, fif: str) -> dict[str, Any]:
+    info: dict[str, Any] = fetch_json(f"{base}/iip?FIF={fif}&INFO")
     return info
+
+
+def info_of(server: Gunicorn, fif: str) -> dict[str, Any]:
+    return info_of_url(server.url, fif)
 
 
 # -- tiles --------------------------------------------------------------------------------
@@ -577,3 +581,70 @@ def test_download_is_the_view_as_jpeg(viewer: Viewer, server: Gunicorn) -> None:
         "() => new URL(document.getElementById('download').href).searchParams.get('RGN')"
         " === '1,1:2048,1536'"
     )
+
+
+def test_sky_coordinates_appear_when_val_carries_them(viewer: Viewer) -> None:
+    """VAL does not send ra/dec yet; the readout shows them as soon as it does."""
+
+    def with_sky(route: Any) -> None:
+        answer = route.fetch().json()
+        route.fulfill(json={**answer, "ra": 53.123456789, "dec": -27.5})
+
+    viewer.open("starfield.fits", "C=100,200&Z=5")
+    cx, cy = viewer.map_centre()
+    viewer.page.mouse.move(cx, cy)
+    viewer.page.wait_for_function("() => document.getElementById('readout').dataset.x")
+    assert viewer.page.inner_text("#readout-sky") == ""
+    viewer.page.route(re.compile(r".*[?&]VAL=.*"), with_sky)
+    viewer.page.mouse.move(cx + 8, cy)
+    viewer.page.wait_for_function(
+        "() => document.getElementById('readout-sky').textContent !== ''"
+    )
+    assert viewer.page.inner_text("#readout-sky") == "α 53.123457° δ -27.500000°"
+
+
+def test_reset_puts_back_the_default_cuts(viewer: Viewer) -> None:
+    viewer.open("cube.fits", "C=400,400&Z=2&MINMAX=2:1000,2000")
+    row = "tr[data-channel='2']"
+    assert viewer.page.input_value(f"{row} .min") == "1000"
+    assert any(
+        ("MINMAX", "2:1000,2000") == p for p in params_of(viewer.drawn_tiles()[0]["src"])
+    )
+    viewer.page.click(f"{row} .reset")
+    viewer.wait_hash("Z", "2")
+    viewer.page.wait_for_function("() => !location.hash.includes('MINMAX')")
+    viewer.settle()
+    info = info_of_url(viewer.base, "cube.fits")
+    low, high = info["images"][0]["min_max"][1]
+    minmax = [v for n, v in params_of(viewer.drawn_tiles()[0]["src"]) if n == "MINMAX"]
+    # Colour mode sends every channel's cuts: channel 2's are the defaults again.
+    assert f"2:{low!r},{high!r}" in minmax or f"2:{low},{high}" in minmax, minmax
+
+
+def test_download_is_binned_to_the_region_limit(browser: Any, library: Library) -> None:
+    app = make_app(library, max_region_tiles=4)
+    with live_server(app) as url:
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.goto(f"{url}{PREFIX}/viewer?FIF=starfield.fits#C=1024,768&Z=3")
+        page.wait_for_selector("#viewer[data-ready=true]")
+        href = page.get_attribute("#download", "href")
+        context.close()
+        params = dict(params_of(href))
+        (x1, y1), (x2, y2) = (map(int, c.split(",")) for c in params["RGN"].split(":"))
+
+        def tiles(binning: int) -> int:
+            """Tiles of 256 the server reads for the region at that binning."""
+            level = binning.bit_length() - 1
+            cols = ((x2 - 1) >> level) // 256 - ((x1 - 1) >> level) // 256 + 1
+            rows = ((y2 - 1) >> level) // 256 - ((y1 - 1) >> level) // 256 + 1
+            return cols * rows
+
+        binning = int(params["BIN"])
+        assert binning > 1 and tiles(binning) <= 4 < tiles(binning // 2)
+        status, body = fetch(f"{url}{href}")
+        assert status == 200
+        width, height = -(-(x2 - x1 + 1) // binning), -(-(y2 - y1 + 1) // binning)
+        assert Image.open(io.BytesIO(body)).size == (width, height)
+        finer = href.replace(f"BIN={binning}", f"BIN={binning // 2}")
+        assert fetch(f"{url}{finer}")[0] == 400  # what the binning avoided
