@@ -29,8 +29,8 @@ from make_images import MAKERS  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from example_app.samples import write_atomic  # noqa: E402
+from tests.web.browsers import launch  # noqa: E402
 from tests.web.servers import fetch, gunicorn  # noqa: E402
-from tests.web.test_web_viewer_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 RUNS = int(os.environ.get("VIEWER_RUNS", "7"))
 VIEWPORT = {"width": 1280, "height": 800}
@@ -121,9 +121,7 @@ def main() -> None:
         assert status == 200
         print(f"image ready (prepared or loaded) in {time.perf_counter() - started:.1f} s")
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-            )
+            browser = launch(playwright)
             # One untimed page first: the browser's own start-up is not the viewer's.
             measure_once = browser.new_page()
             measure_once.goto(f"{server.url}/viewer?FIF={STAR_8K}")

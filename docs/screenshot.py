@@ -20,8 +20,8 @@ sys.path.insert(0, str(REPO))
 
 from example_app import ensure_samples  # noqa: E402
 from flask_fitstiles import FitsTiles  # noqa: E402
+from tests.web.browsers import launch  # noqa: E402
 from tests.web.servers import live_server  # noqa: E402
-from tests.web.test_web_viewer_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
 def main() -> None:
@@ -31,9 +31,7 @@ def main() -> None:
         app = Flask("screenshot")
         FitsTiles(app, url_prefix="", data_dir=data, cache_dir=cache)
         with live_server(app) as url, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-            )
+            browser = launch(playwright)
             page = browser.new_page(viewport={"width": 1280, "height": 760})
             page.goto(f"{url}/viewer?FIF=cube.fits#C=560,470&Z=2")
             page.wait_for_selector("#viewer[data-ready=true]")
