@@ -643,3 +643,25 @@ def test_download_is_binned_to_the_region_limit(browser: Any, library: Library) 
         assert Image.open(io.BytesIO(body)).size == (width, height)
         finer = href.replace(f"BIN={binning}", f"BIN={binning // 2}")
         assert fetch(f"{url}{finer}")[0] == 400  # what the binning avoided
+
+
+@pytest.mark.parametrize(
+    ("fif", "status", "message"),
+    [
+        ("notfits.fits", 422, "not a readable FITS file"),
+        ("mef.fits[7]", 422, "no HDU number 7"),
+    ],
+)
+def test_an_image_that_cannot_be_shown_says_why(
+    viewer: Viewer, fif: str, status: int, message: str
+) -> None:
+    viewer.page.goto(f"{viewer.base}/viewer?FIF={fif}")
+    viewer.page.wait_for_selector("#error:not([hidden])")
+    assert message in viewer.page.inner_text("#error")
+    assert viewer.page.locator(".iip-tiles").count() == 0
+    # The browser logs the failed INFO request itself; nothing else may complain.
+    assert viewer.errors == [
+        f"Failed to load resource: the server responded with a status of {status} "
+        "(UNPROCESSABLE ENTITY)"
+    ]
+    viewer.errors.clear()
