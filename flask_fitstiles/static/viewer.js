@@ -133,7 +133,14 @@ async function main() {
   const layer = new IIPLayer(
     (coords) => tileUrl(config.iip, config.fif, info, settings, coords.z, coords.x, coords.y),
     (z) => gridShape(info, z),
-    { tileSize: L.point(info.tile_size[0], info.tile_size[1]), maxNativeZoom: zmax, minNativeZoom: 0, bounds: imageBounds, className: "iip-tiles" },
+    {
+      tileSize: L.point(info.tile_size[0], info.tile_size[1]),
+      // Past full resolution Leaflet enlarges the finest tiles: no new request.
+      maxNativeZoom: zmax,
+      minNativeZoom: 0,
+      bounds: imageBounds,
+      className: "iip-tiles",
+    },
   );
   layer.addTo(map);
   // Top right: the top left is where the profile and the header open.
@@ -178,7 +185,6 @@ async function main() {
     if (reload) layer.refresh();
     updateOverview();
     updateDownload();
-    map.getContainer().dataset.params = new URLSearchParams(renderParams(settings, info)).toString();
   }
   const controls = buildControls(info, settings, (next, settled) => {
     applySettings(next);
