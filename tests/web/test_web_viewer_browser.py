@@ -665,3 +665,44 @@ def test_an_image_that_cannot_be_shown_says_why(
         "(UNPROCESSABLE ENTITY)"
     ]
     viewer.errors.clear()
+
+
+def test_touch_pans_and_pinches(browser: Any, server: Gunicorn) -> None:
+    context = browser.new_context(viewport=VIEWPORT, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/viewer?FIF=starfield.fits#C=1024,768&Z=2")
+        page.wait_for_selector("#viewer[data-ready=true]")
+        cdp = context.new_cdp_session(page)
+
+        def touch(kind: str, *points: tuple[float, float]) -> None:
+            touch_points = [{"x": x, "y": y, "id": i} for i, (x, y) in enumerate(points)]
+            cdp.send(
+                "Input.dispatchTouchEvent", {"type": kind, "touchPoints": touch_points}
+            )
+
+        def hash_view() -> dict[str, str]:
+            return dict(parse_qsl(urlparse(page.url).fragment))
+
+        # One finger, 200 screen pixels to the left at zoom 2 (half scale): the view
+        # moves 400 image pixels to the right.
+        touch("touchStart", (490, 400))
+        for step in range(1, 11):
+            touch("touchMove", (490 - 20 * step, 400))
+            page.wait_for_timeout(15)
+        page.wait_for_timeout(150)  # no fling
+        touch("touchEnd")
+        page.wait_for_function("() => !location.hash.includes('C=1024%2C768&')")
+        cx, cy = (float(v) for v in hash_view()["C"].split(","))
+        assert abs(cx - 1424) <= 2 and abs(cy - 768) <= 2
+        # Two fingers spreading apart: zoom in.
+        touch("touchStart", (440, 400), (540, 400))
+        for step in range(1, 11):
+            touch("touchMove", (440 - 10 * step, 400), (540 + 10 * step, 400))
+            page.wait_for_timeout(15)
+        touch("touchEnd")
+        page.wait_for_function(
+            "() => Number(new URLSearchParams(location.hash.slice(1)).get('Z')) > 2"
+        )
+    finally:
+        context.close()
