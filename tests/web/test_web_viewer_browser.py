@@ -706,3 +706,24 @@ def test_touch_pans_and_pinches(browser: Any, server: Gunicorn) -> None:
         )
     finally:
         context.close()
+
+
+def test_overview_shows_the_view_and_moves_it(viewer: Viewer) -> None:
+    viewer.open("starfield.fits", "C=700,1000&Z=3")  # 2048 x 1536, full resolution
+    box = viewer.map_box()
+    image = viewer.page.locator("#overview-image").bounding_box()
+    frame = viewer.page.locator("#overview-view").bounding_box()
+    # The rectangle is the view (display pixels, y down) scaled onto the overview.
+    left = (700 - 0.5 - box["width"] / 2) / 2048
+    top = (1536 - 1000 + 0.5 - box["height"] / 2) / 1536
+    assert frame["x"] - image["x"] == pytest.approx(left * image["width"], abs=1.5)
+    assert frame["y"] - image["y"] == pytest.approx(top * image["height"], abs=1.5)
+    assert frame["width"] == pytest.approx(box["width"] / 2048 * image["width"], abs=1.5)
+    assert frame["height"] == pytest.approx(box["height"] / 1536 * image["height"], abs=1.5)
+    # A click on the overview centres the view there: here, the image's centre.
+    viewer.page.mouse.click(
+        image["x"] + image["width"] / 2, image["y"] + image["height"] / 2
+    )
+    viewer.page.wait_for_function("() => !location.hash.includes('C=700%2C1000')")
+    cx, cy = (float(v) for v in viewer.hash_view()["C"].split(","))
+    assert abs(cx - 1024.5) <= 8 and abs(cy - 768.5) <= 8
