@@ -6,6 +6,9 @@ Endpoints, relative to the mount's ``url_prefix``:
   information, pixel values, profiles); without FIF, a short HTML page.
 - ``GET /images``: JSON list of the images of the data folder.
 - ``GET /``: HTML page listing the images.
+- ``GET /viewer?FIF=...``: the viewer page of one image, and under
+  ``/viewer/static/`` and ``/viewer/leaflet/`` the files it loads (see
+  :mod:`flask_fitstiles.viewer`; off with FITSTILES_VIEWER).
 - ``GET /openapi.json``: the OpenAPI 3.1 document of these endpoints.
 - ``GET /stats``: cache figures of the worker process that answers (unless
   FITSTILES_STATS is off).
@@ -31,6 +34,7 @@ from werkzeug.exceptions import HTTPException
 from .errors import BadParameterError, FitsTilesError, ImageBusyError
 from .iip import IIPRequest, parse_iip_query
 from .openapi import openapi_json
+from .viewer import leaflet_file, static_file, viewer
 
 if TYPE_CHECKING:
     from .extension import FitsTilesState
@@ -197,7 +201,12 @@ def openapi() -> Response:
 
     state = _state()
     server_url = (request.script_root + state.url_prefix) or "/"
-    return _json(openapi_json(server_url, version=__version__, stats=state.settings.stats))
+    settings = state.settings
+    return _json(
+        openapi_json(
+            server_url, version=__version__, stats=settings.stats, viewer=settings.viewer
+        )
+    )
 
 
 def stats() -> Response:
@@ -269,7 +278,7 @@ def not_found(path: str = "") -> Response:
         404,
         ["path"],
         "no such endpoint; this service answers iip (the IIP protocol), images, "
-        "openapi.json and the page at its root",
+        "openapi.json, viewer and the page at its root",
         "not_found",
     )
 
@@ -396,13 +405,14 @@ def make_blueprint(name: str) -> Blueprint:
     blueprint : flask.Blueprint
         Blueprint with the views and the error handlers.
     """
-    bp = Blueprint(name, __name__)
+    bp = Blueprint(name, __name__, template_folder="templates")
     for rule, endpoint, view in (
         ("/iip", "iip", iip),
         ("/images", "images", images),
         ("/", "index", index),
         ("/openapi.json", "openapi", openapi),
         ("/stats", "stats", stats),
+        ("/viewer", "viewer", viewer),
     ):
         bp.add_url_rule(
             rule, endpoint, view, methods=["GET"], provide_automatic_options=False
@@ -415,6 +425,9 @@ def make_blueprint(name: str) -> Blueprint:
             methods=_OTHER_METHODS,
             provide_automatic_options=False,
         )
+    # The viewer's files: GET only; other methods fall to the JSON 404 below.
+    bp.add_url_rule("/viewer/static/<path:filename>", "viewer_static", static_file)
+    bp.add_url_rule("/viewer/leaflet/<path:filename>", "viewer_leaflet", leaflet_file)
     bp.add_url_rule(
         "/<path:path>", "not_found", not_found, methods=["GET", "OPTIONS", *_OTHER_METHODS]
     )

@@ -75,6 +75,9 @@ class FitsTilesSettings:
         ``max-age`` of the ``Cache-Control`` header of tiles, in seconds.
     max_cached_images : int
         Most prepared images kept in the cache folder (0: no limit).
+    viewer : bool
+        Whether the viewer page (``viewer?FIF=...``) and its files are served
+        (else they are a JSON 404), for sites that bring their own client.
     stats : bool
         Whether the ``stats`` endpoint answers (else it is a 404).
     secret_key : str or bytes or None
@@ -98,6 +101,7 @@ class FitsTilesSettings:
     service_type: str
     tile_max_age: int
     max_cached_images: int = 0
+    viewer: bool = True
     stats: bool = True
     secret_key: str | bytes | None = field(default=None, repr=False)
 
@@ -265,6 +269,7 @@ _SETTINGS: Mapping[str, tuple[Any, Callable[[Any, str], Any]]] = {
     "service_type": ("visiomatic", _service_type),
     "tile_max_age": (600, _int_in(0, math.inf)),
     "max_cached_images": (0, _int_in(0, math.inf)),
+    "viewer": (True, _flag),
     "stats": (True, _flag),
     "secret_key": (None, _secret),
 }

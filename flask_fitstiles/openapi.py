@@ -226,7 +226,7 @@ def _get(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any
 
 
 def openapi_document(
-    server_url: str = "/", *, version: str = "", stats: bool = True
+    server_url: str = "/", *, version: str = "", stats: bool = True, viewer: bool = True
 ) -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of one mount of the service.
 
@@ -238,6 +238,8 @@ def openapi_document(
         Version of the package, for ``info.version``.
     stats : bool, optional
         Whether the ``/stats`` endpoint is documented (it is enabled).
+    viewer : bool, optional
+        Whether the ``/viewer`` page is documented (it is enabled).
 
     Returns
     -------
@@ -349,6 +351,25 @@ def openapi_document(
             },
             operationId="stats",
         )
+    if viewer:
+        paths["/viewer"] = _get(
+            "The viewer page of one image (zoom, pan, cuts, colours, values, profiles)",
+            {
+                "200": {"description": "HTML page", "content": _HTML},
+                "400": _error("FIF missing or malformed"),
+                "404": _error(
+                    "no such image, or a name that leads outside the data folder"
+                ),
+            },
+            operationId="viewer",
+            parameters=[
+                {
+                    **_IIP_PARAMETERS[0],
+                    "required": True,
+                    "description": "image, as in the IIP endpoint (optionally [N])",
+                }
+            ],
+        )
     return {
         "openapi": "3.1.0",
         "info": {
@@ -365,7 +386,9 @@ def openapi_document(
 
 
 @lru_cache(maxsize=64)
-def openapi_json(server_url: str = "/", *, version: str = "", stats: bool = True) -> str:
+def openapi_json(
+    server_url: str = "/", *, version: str = "", stats: bool = True, viewer: bool = True
+) -> str:
     """Return :func:`openapi_document` as JSON text (memoized).
 
     Parameters
@@ -376,10 +399,14 @@ def openapi_json(server_url: str = "/", *, version: str = "", stats: bool = True
         Version of the package.
     stats : bool, optional
         Whether the ``/stats`` endpoint is documented.
+    viewer : bool, optional
+        Whether the ``/viewer`` page is documented.
 
     Returns
     -------
     text : str
         The document as JSON.
     """
-    return json.dumps(openapi_document(server_url, version=version, stats=stats))
+    return json.dumps(
+        openapi_document(server_url, version=version, stats=stats, viewer=viewer)
+    )

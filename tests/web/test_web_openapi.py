@@ -66,7 +66,14 @@ def test_document_describes_the_endpoints(document: dict[str, Any]) -> None:
     assert document["openapi"] == "3.1.0"
     assert document["info"]["version"] == __version__
     assert document["servers"] == [{"url": PREFIX}]
-    assert set(document["paths"]) == {"/iip", "/images", "/", "/openapi.json", "/stats"}
+    assert set(document["paths"]) == {
+        "/iip",
+        "/images",
+        "/",
+        "/openapi.json",
+        "/stats",
+        "/viewer",
+    }
     iip = document["paths"]["/iip"]["get"]
     names = {parameter["name"] for parameter in iip["parameters"]}
     assert names == {param.name for param in _PARAMS.values()}
@@ -80,16 +87,18 @@ def test_document_describes_the_endpoints(document: dict[str, Any]) -> None:
 
 
 def test_document_follows_the_mount(library: Library) -> None:
-    app = make_app(library, stats=False)
+    app = make_app(library, stats=False, viewer=False)
     from flask_fitstiles import FitsTiles
 
     FitsTiles(app, name="other", url_prefix="/", data_dir=library.data)
     client = app.test_client()
     first = client.get(f"{PREFIX}/openapi.json").get_json()
     assert first["servers"] == [{"url": PREFIX}] and "/stats" not in first["paths"]
+    assert "/viewer" not in first["paths"]
     assert client.get(f"{PREFIX}/stats").status_code == 404
     second = client.get("/openapi.json").get_json()
     assert second["servers"] == [{"url": "/"}] and "/stats" in second["paths"]
+    assert "/viewer" in second["paths"]
     scripted = client.get(f"{PREFIX}/openapi.json", base_url="http://localhost/site")
     assert scripted.get_json()["servers"] == [{"url": "/site" + PREFIX}]
 
@@ -174,7 +183,7 @@ def test_schemathesis_live(live_url: str) -> None:
     run()
     # The run reached every endpoint (schemathesis leaves out the document's own
     # path) and really served images.
-    assert {key.split()[0] for key in seen} == {"/iip", "/images", "/", "/stats"}
+    assert {key.split()[0] for key in seen} == {"/iip", "/images", "/", "/stats", "/viewer"}
     assert seen.get("/iip 200", 0) >= 20, seen
     assert seen.get("/iip 400", 0) >= 20, seen
     stats = json.loads(
@@ -190,7 +199,12 @@ def test_schemathesis_cli_coverage_phase(live_url: str, tmp_path: Path) -> None:
     Also checks that other methods answer 405 with an ``Allow`` header.
     """
     config = tmp_path / "schemathesis.toml"
-    config.write_text('[checks.negative_data_rejection]\nexpected-statuses = ["4xx"]\n')
+    # The viewer's one parameter names an image: a random name only finds 404s.
+    config.write_text(
+        '[checks.negative_data_rejection]\nexpected-statuses = ["4xx"]\n\n'
+        '[[operations]]\ninclude-path = "/viewer"\n'
+        'parameters = { "query.FIF" = "small.fits" }\n'
+    )
     checks = [check.__name__ for check in CHECKS] + [
         "unsupported_method",
         "allow_header_conformance",
