@@ -77,6 +77,9 @@ class FitsTilesSettings:
         Most prepared images kept in the cache folder (0: no limit).
     stats : bool
         Whether the ``stats`` endpoint answers (else it is a 404).
+    index : bool
+        Whether the index page (``GET <prefix>/``) answers (else it is a JSON
+        404), for sites that bring their own client.
     secret_key : str or bytes or None
         Key that signs the prepared pickles (None: a random key kept in the
         cache folder); never shown in reprs or messages.
@@ -99,6 +102,7 @@ class FitsTilesSettings:
     tile_max_age: int
     max_cached_images: int = 0
     stats: bool = True
+    index: bool = True
     secret_key: str | bytes | None = field(default=None, repr=False)
 
 
@@ -266,6 +270,7 @@ _SETTINGS: Mapping[str, tuple[Any, Callable[[Any, str], Any]]] = {
     "tile_max_age": (600, _int_in(0, math.inf)),
     "max_cached_images": (0, _int_in(0, math.inf)),
     "stats": (True, _flag),
+    "index": (True, _flag),
     "secret_key": (None, _secret),
 }
 

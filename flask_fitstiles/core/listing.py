@@ -1,0 +1,386 @@
+"""Folder listings of the data folder, one page at a time.
+
+A page of a folder costs what the page holds, not what the folder holds: the
+folder's entry names are read once per process (one ``scandir``, no per-file
+system call except for symlinks) and kept, sorted, in :class:`FolderScans`
+until the folder changes; a page then starts by bisection after the position
+the previous page ended at, and only the entries of the page are looked at
+(a ``stat`` each, and whatever the caller's ``prepared`` check costs).
+
+Order: sub-folders first, then images, each sorted by name (code points, as
+Python sorts strings). A :data:`Position` ``(kind, name)`` is the last entry a
+page returned; the next page holds what comes strictly after it, so entries
+added or removed between two pages never make the listing repeat or skip the
+entries that stay.
+
+Nothing here imports Flask; names given by clients are checked here.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from cachetools import LRUCache
+
+from ..errors import BadParameterError, FolderNotFoundError
+
+__all__ = [
+    "FOLDER",
+    "IMAGE",
+    "FolderPage",
+    "FolderScan",
+    "FolderScans",
+    "ImageEntry",
+    "Position",
+    "check_folder_name",
+    "read_page",
+    "resolve_folder",
+]
+
+#: Kind of an entry in a :data:`Position`: sub-folders come before images.
+FOLDER = 0
+IMAGE = 1
+
+#: Where a page ended: ``(kind, name)`` of the last entry it returned.
+Position = tuple[int, str]
+
+# A folder modified less than this before it was read may change again within
+# the same timestamp tick (Linux stamps files with a coarse clock), and a kept
+# listing would then never see that change: such a listing is not kept.
+_SETTLE_NS = 1_000_000_000
+# Entries that may be looked at per page entry asked for: a page skips broken
+# symlinks and the like, but never looks at an unbounded run of them.
+_LOOK_FACTOR = 4
+_LOOK_EXTRA = 64
+_MAX_ECHO = 200
+
+
+def check_folder_name(name: str) -> list[str]:
+    """Return the components of a client-given folder name, or refuse it.
+
+    Parameters
+    ----------
+    name : str
+        Folder relative to the data folder, POSIX style; ``""`` is the data
+        folder itself.
+
+    Returns
+    -------
+    parts : list of str
+        Its components (empty for the data folder).
+
+    Raises
+    ------
+    BadParameterError
+        If the name is absolute, or has ``..``, ``.``, hidden or empty
+        components, backslashes or NUL characters.
+    """
+    if name == "":
+        return []
+    parts = name.split("/")
+    if "\0" in name or "\\" in name or any(not p or p.startswith(".") for p in parts):
+        raise BadParameterError(
+            "dir must name a folder by its path relative to the data folder (empty for "
+            "the data folder itself), without a leading '/', '..', hidden or empty "
+            "components, backslashes or NUL",
+            ("query", "dir"),
+        )
+    return parts
+
+
+def _inside(root: str, real: str) -> bool:
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def resolve_folder(root: str, name: str) -> str:
+    """Return the real path of a folder given by its name relative to the data folder.
+
+    Parameters
+    ----------
+    root : str
+        Real (symlink-free) path of the data folder.
+    name : str
+        Client-given folder name (see :func:`check_folder_name`).
+
+    Returns
+    -------
+    real : str
+        Real path of a folder that is the data folder or lies inside it.
+
+    Raises
+    ------
+    BadParameterError
+        If the name is malformed.
+    FolderNotFoundError
+        If no such folder exists inside the data folder (a symlink that leads
+        outside it counts as missing).
+    """
+    parts = check_folder_name(name)
+    real = os.path.realpath(os.path.join(root, *parts))
+    if not _inside(root, real) or not os.path.isdir(real):
+        shown = name if len(name) <= _MAX_ECHO else name[:_MAX_ECHO] + "..."
+        raise FolderNotFoundError(
+            f"no folder {shown!r} in the data folder; list the data folder itself "
+            "(dir empty) to see its folders",
+            ("query", "dir"),
+        )
+    return real
+
+
+@dataclass(frozen=True, slots=True)
+class FolderScan:
+    """The entry names of one folder, sorted, as read at one moment.
+
+    Parameters
+    ----------
+    signature : tuple of int
+        Device, inode, modification and change times of the folder when read.
+    folders : list of str
+        Names of the sub-folders (symlinks to folders included), sorted.
+    images : list of str
+        Names of the entries with a FITS suffix that are not folders, sorted.
+    links : frozenset of str
+        Names of the entries that are symlinks (checked when listed).
+    """
+
+    signature: tuple[int, ...]
+    folders: list[str]
+    images: list[str]
+    links: frozenset[str] = field(default_factory=frozenset)
+
+    def __len__(self) -> int:
+        return len(self.folders) + len(self.images)
+
+    def after(self, position: Position | None) -> Iterator[Position]:
+        """Yield the entries that come strictly after a position, in order.
+
+        Parameters
+        ----------
+        position : Position or None
+            Last entry of the previous page; None starts at the beginning.
+
+        Yields
+        ------
+        entry : Position
+            ``(kind, name)`` of each following entry.
+        """
+        if position is None or position[0] == FOLDER:
+            start = 0 if position is None else bisect_right(self.folders, position[1])
+            for folder in self.folders[start:]:
+                yield FOLDER, folder
+            start = 0
+        else:
+            start = bisect_right(self.images, position[1])
+        for image in self.images[start:]:
+            yield IMAGE, image
+
+
+def _signature(info: os.stat_result) -> tuple[int, ...]:
+    return (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def scan_folder(path: str, is_image_name: Callable[[str], bool]) -> FolderScan:
+    """Read the names of a folder's sub-folders and images (hidden entries skipped).
+
+    Parameters
+    ----------
+    path : str
+        Real path of the folder.
+    is_image_name : callable
+        Tells whether a file name is an image name (its suffix).
+
+    Returns
+    -------
+    scan : FolderScan
+        The sorted names.
+    """
+    signature = _signature(os.stat(path))
+    folders: list[str] = []
+    images: list[str] = []
+    links: list[str] = []
+    with os.scandir(path) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            # Both answer from the folder's own record (no stat) except for
+            # symlinks, which is_dir follows.
+            try:
+                if entry.is_symlink():
+                    links.append(name)
+                is_dir = entry.is_dir()
+            except OSError:
+                continue
+            if is_dir:
+                folders.append(name)
+            elif is_image_name(name):
+                images.append(name)
+    folders.sort()
+    images.sort()
+    return FolderScan(signature, folders, images, frozenset(links))
+
+
+class FolderScans:
+    """Per-process memo of folder scans, checked against the folder on each use.
+
+    A kept scan is used while the folder's device, inode, modification and
+    change times are the same (an entry added, removed or renamed changes
+    them); its size is bounded in entries, least recently used scans go first.
+
+    Parameters
+    ----------
+    is_image_name : callable
+        Tells whether a file name is an image name.
+    max_entries : int, optional
+        Most names kept, all folders together.
+    """
+
+    def __init__(
+        self, is_image_name: Callable[[str], bool], max_entries: int = 2_000_000
+    ) -> None:
+        self._is_image_name = is_image_name
+        self._max_entries = max_entries
+        self._scans: LRUCache[str, FolderScan] = LRUCache(
+            maxsize=max_entries, getsizeof=lambda scan: len(scan) + 1
+        )
+        self._lock = threading.Lock()
+
+    def get(self, path: str) -> FolderScan:
+        """Return the scan of a folder, reading it again only if it changed.
+
+        Parameters
+        ----------
+        path : str
+            Real path of the folder.
+
+        Returns
+        -------
+        scan : FolderScan
+            The folder's sorted entry names.
+        """
+        now = time.time_ns()
+        info = os.stat(path)
+        with self._lock:
+            scan = self._scans.get(path)
+        if scan is not None and scan.signature == _signature(info):
+            return scan
+        scan = scan_folder(path, self._is_image_name)
+        settled = now - scan.signature[2] > _SETTLE_NS
+        if settled and len(scan) + 1 <= self._max_entries:
+            with self._lock:
+                self._scans[path] = scan
+        return scan
+
+
+@dataclass(frozen=True, slots=True)
+class ImageEntry:
+    """One image of a listing.
+
+    Parameters
+    ----------
+    name : str
+        Path relative to the data folder (the ``FIF`` value).
+    size : int
+        File size in bytes.
+    prepared : bool
+        Whether a fresh prepared copy is in the cache folder.
+    """
+
+    name: str
+    size: int
+    prepared: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FolderPage:
+    """One page of the listing of one folder.
+
+    Parameters
+    ----------
+    dir : str
+        The folder, relative to the data folder (``""``: the data folder).
+    parent : str or None
+        Its parent folder, None for the data folder.
+    folders : list of str
+        Sub-folders on this page, as paths relative to the data folder.
+    images : list of ImageEntry
+        Images on this page.
+    next_position : Position or None
+        Where the next page starts after; None on the last page.
+    """
+
+    dir: str
+    parent: str | None
+    folders: list[str]
+    images: list[ImageEntry]
+    next_position: Position | None
+
+
+def read_page(
+    root: str,
+    folder: str,
+    path: str,
+    scan: FolderScan,
+    after: Position | None,
+    limit: int,
+    prepared: Callable[[str, os.stat_result], bool],
+) -> FolderPage:
+    """Return one page of a folder's listing, looking only at the page's entries.
+
+    Parameters
+    ----------
+    root : str
+        Real path of the data folder.
+    folder : str
+        Checked folder name relative to the data folder (``""`` for the root).
+    path : str
+        Real path of that folder (:func:`resolve_folder`).
+    scan : FolderScan
+        The folder's scan.
+    after : Position or None
+        Last entry of the previous page; None for the first page.
+    limit : int
+        Most entries (folders and images together) on the page.
+    prepared : callable
+        ``prepared(real_path, stat)`` tells whether an image is prepared.
+
+    Returns
+    -------
+    page : FolderPage
+        The page; fewer than ``limit`` entries only on the last page, or when
+        entries that cannot be listed (broken or escaping symlinks, special
+        files) were skipped.
+    """
+    folders: list[str] = []
+    images: list[ImageEntry] = []
+    last: Position | None = None
+    budget = _LOOK_FACTOR * limit + _LOOK_EXTRA
+    entries = scan.after(after)
+    for kind, name in entries:
+        last = (kind, name)
+        budget -= 1
+        # The folder's path is real: only a symlink entry can lead elsewhere.
+        full = os.path.join(path, name)
+        real = os.path.realpath(full) if name in scan.links else full
+        rel = f"{folder}/{name}" if folder else name
+        if _inside(root, real):
+            if kind == FOLDER:
+                folders.append(rel)
+            else:
+                try:
+                    info = os.stat(real)
+                except OSError:
+                    info = None
+                if info is not None and stat.S_ISREG(info.st_mode):
+                    images.append(ImageEntry(rel, info.st_size, prepared(real, info)))
+        if len(folders) + len(images) >= limit or budget <= 0:
+            break
+    more = next(entries, None) is not None
+    parent = None if not folder else folder.rpartition("/")[0]
+    return FolderPage(folder, parent, folders, images, last if more else None)
