@@ -24,7 +24,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cachetools import LRUCache
 
@@ -145,14 +145,11 @@ class FolderScan:
         Names of the sub-folders (symlinks to folders included), sorted.
     images : list of str
         Names of the entries with a FITS suffix that are not folders, sorted.
-    links : frozenset of str
-        Names of the entries that are symlinks (checked when listed).
     """
 
     signature: tuple[int, ...]
     folders: list[str]
     images: list[str]
-    links: frozenset[str] = field(default_factory=frozenset)
 
     def __len__(self) -> int:
         return len(self.folders) + len(self.images)
@@ -202,28 +199,23 @@ def scan_folder(path: str, is_image_name: Callable[[str], bool]) -> FolderScan:
     """
     signature = _signature(os.stat(path))
     folders: list[str] = []
-    images: list[str] = []
-    links: list[str] = []
+    others: list[str] = []
+    # This loop runs over every entry of folders of a hundred thousand files: it
+    # does the least per entry. is_dir answers from the folder's own record (no
+    # system call) except for symlinks, which it follows; symlinks are checked
+    # when they are listed (read_page).
     with os.scandir(path) as entries:
         for entry in entries:
-            name = entry.name
-            if name.startswith("."):
-                continue
-            # Both answer from the folder's own record (no stat) except for
-            # symlinks, which is_dir follows.
             try:
-                if entry.is_symlink():
-                    links.append(name)
                 is_dir = entry.is_dir()
             except OSError:
-                continue
-            if is_dir:
-                folders.append(name)
-            elif is_image_name(name):
-                images.append(name)
-    folders.sort()
-    images.sort()
-    return FolderScan(signature, folders, images, frozenset(links))
+                is_dir = False
+            (folders if is_dir else others).append(entry.name)
+    return FolderScan(
+        signature,
+        sorted(name for name in folders if not name.startswith(".")),
+        sorted(name for name in others if not name.startswith(".") and is_image_name(name)),
+    )
 
 
 class FolderScans:
@@ -322,6 +314,26 @@ class FolderPage:
     next_position: Position | None
 
 
+def _listed(root: str, full: str, kind: int) -> tuple[str, os.stat_result] | None:
+    """Return the real path and stat of an entry fit to list, else None.
+
+    The folder's path is real, so only a symlink entry can lead elsewhere: one
+    lstat tells, and the target is checked only then.
+    """
+    try:
+        info = os.lstat(full)
+        real = full
+        if stat.S_ISLNK(info.st_mode):
+            real = os.path.realpath(full)
+            if not _inside(root, real):
+                return None
+            info = os.stat(real)
+    except OSError:
+        return None
+    fit = stat.S_ISDIR(info.st_mode) if kind == FOLDER else stat.S_ISREG(info.st_mode)
+    return (real, info) if fit else None
+
+
 def read_page(
     root: str,
     folder: str,
@@ -365,20 +377,14 @@ def read_page(
     for kind, name in entries:
         last = (kind, name)
         budget -= 1
-        # The folder's path is real: only a symlink entry can lead elsewhere.
-        full = os.path.join(path, name)
-        real = os.path.realpath(full) if name in scan.links else full
-        rel = f"{folder}/{name}" if folder else name
-        if _inside(root, real):
+        entry = _listed(root, os.path.join(path, name), kind)
+        if entry is not None:
+            rel = f"{folder}/{name}" if folder else name
             if kind == FOLDER:
                 folders.append(rel)
             else:
-                try:
-                    info = os.stat(real)
-                except OSError:
-                    info = None
-                if info is not None and stat.S_ISREG(info.st_mode):
-                    images.append(ImageEntry(rel, info.st_size, prepared(real, info)))
+                real, info = entry
+                images.append(ImageEntry(rel, info.st_size, prepared(real, info)))
         if len(folders) + len(images) >= limit or budget <= 0:
             break
     more = next(entries, None) is not None

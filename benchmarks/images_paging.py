@@ -1,0 +1,168 @@
+"""Time and size of the folder listings (``/images`` by pages and the index page) at scale.
+
+Builds, once, under ``bench-data/paging/`` (git-ignored):
+
+- ``tree/``: 100 000 files in 100 folders of 1 000 (``f000/`` ... ``f099/``);
+- ``flat/``: 100 000 files in one folder (the worst case: a page still has to
+  sort the whole folder once per process).
+
+The files have ``.fits`` names and 16 bytes each; they are not valid FITS files:
+listings never open images, they read names, stat the files of the page and
+look for source stamps in the cache folder. In each measured folder every other
+file has a source stamp and a (placeholder) pickle in the cache folder, so the
+"prepared" lookup pays the read of a stamp for half the page and a miss for
+the other half.
+
+Measures through the Flask test client, in process (no HTTP server): the first
+page of a folder in a fresh app ("cold": the folder is scanned and sorted), the
+same page again ("warm"), a later page reached with the cursor of the page
+before, and the same for the index page (HTML). Prints milliseconds per
+request (median of the repeats) and answer sizes in bytes. With ``--old`` also
+times the old flat ``/images`` of the whole tree once (several seconds).
+
+Run: ``.venv/bin/python benchmarks/images_paging.py [--old]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchlib import ROOT, bench_dir
+from flask import Flask
+
+sys.path.insert(0, str(ROOT))
+
+from flask_fitstiles import FitsTiles  # noqa: E402
+from flask_fitstiles.core.cachefiles import (  # noqa: E402
+    SourceStamp,
+    get_prefix,
+    write_source_stamp,
+)
+from flask_fitstiles.tiled import FORMAT_VERSION  # noqa: E402
+
+FILES = 100_000
+FOLDERS = 100
+LIMIT = 100
+REPEATS = 15
+TILE = (256, 256)
+
+
+def build(root: Path) -> tuple[Path, Path, Path]:
+    """Make (once) the tree, the flat folder and their cache folder."""
+    tree, flat, cache = root / "tree", root / "flat", root / "cache"
+    done = root / ".built"
+    if done.exists():
+        return tree, flat, cache
+    started = time.perf_counter()
+    for folder in (tree, flat, cache):
+        folder.mkdir(parents=True, exist_ok=True)
+    per_folder = FILES // FOLDERS
+    for f in range(FOLDERS):
+        sub = tree / f"f{f:03d}"
+        sub.mkdir(exist_ok=True)
+        for i in range(per_folder):
+            (sub / f"img{i:05d}.fits").write_bytes(b"not FITS, 16 B\n\n")
+    for i in range(FILES):
+        (flat / f"img{i:06d}.fits").write_bytes(b"not FITS, 16 B\n\n")
+    # Every other file of the folders measured below looks prepared.
+    for folder in (tree / "f000", tree / "f050", flat):
+        for path in sorted(folder.iterdir())[::2]:
+            real = os.path.realpath(path)
+            info = os.stat(real)
+            pickle = cache / (get_prefix(real, None, TILE) + ".pkl")
+            pickle.write_bytes(b"")
+            stamp = SourceStamp(FORMAT_VERSION, info.st_size, info.st_mtime_ns)
+            write_source_stamp(str(pickle), stamp)
+    # Listings are not kept for folders changed in the last second.
+    time.sleep(1.5)
+    done.touch()
+    print(f"built {2 * FILES} files in {time.perf_counter() - started:.1f} s")
+    return tree, flat, cache
+
+
+def make_app(data: Path, cache: Path) -> Flask:
+    """Return a fresh app (empty per-process memo) over ``data``."""
+    app = Flask("paging_bench")
+    FitsTiles(app, url_prefix="/fits", data_dir=data, cache_dir=cache)
+    return app
+
+
+def timed(get: Callable[[], bytes], repeats: int) -> tuple[float, int]:
+    """Return the median milliseconds of ``repeats`` calls and the answer size."""
+    times = []
+    size = 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        size = len(get())
+        times.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(times), size
+
+
+def fetcher(app: Flask, url: str) -> Callable[[], bytes]:
+    client = app.test_client()
+
+    def get() -> bytes:
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.get_data(as_text=True))
+        return response.get_data()
+
+    return get
+
+
+def row(label: str, ms: float, size: int) -> None:
+    print(f"{label:<58} {ms:9.2f} ms {size:10d} B")
+
+
+def later_cursor(app: Flask, path: str, folder: str, pages: int) -> str:
+    """Walk ``pages`` pages of a folder's listing; return the cursor that follows."""
+    client = app.test_client()
+    cursor = ""
+    for _ in range(pages):
+        query = f"dir={folder}&limit={LIMIT}" + (f"&cursor={cursor}" if cursor else "")
+        cursor = client.get(f"{path}?{query}").get_json()["next_cursor"]
+    return cursor
+
+
+def measure(name: str, data: Path, cache: Path, folder: str, pages: int) -> None:
+    """Print the figures of one folder: JSON and HTML, first and later pages."""
+    base = f"dir={folder}&limit={LIMIT}"
+    for path, kind in (("/fits/images", "json"), ("/fits/", "html")):
+        cold = make_app(data, cache)
+        ms, size = timed(fetcher(cold, f"{path}?{base}"), 1)
+        row(f"{name} {kind} first page, cold (new process state)", ms, size)
+        ms, size = timed(fetcher(cold, f"{path}?{base}"), REPEATS)
+        row(f"{name} {kind} first page, warm", ms, size)
+        cursor = later_cursor(cold, "/fits/images", folder, pages)
+        ms, size = timed(fetcher(cold, f"{path}?{base}&cursor={cursor}"), REPEATS)
+        row(f"{name} {kind} page {pages + 1}, warm", ms, size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", action="store_true", help="also time the old /images")
+    args = parser.parse_args()
+    # The old listing reads the placeholder pickles and logs each as unreadable.
+    logging.getLogger("flask_fitstiles").setLevel(logging.ERROR)
+    tree, flat, cache = build(bench_dir() / "paging")
+    print(f"limit={LIMIT}, median of {REPEATS} (cold: 1 request); Flask test client")
+    row(
+        "tree root (100 folders)",
+        *timed(fetcher(make_app(tree, cache), "/fits/images?dir="), 1),
+    )
+    measure("tree f000 (1 000 files)", tree, cache, "f000", 5)
+    measure("tree f050 (1 000 files)", tree, cache, "f050", 9)
+    measure("flat (100 000 files)", flat, cache, "", 500)
+    if args.old:
+        ms, size = timed(fetcher(make_app(tree, cache), "/fits/images"), 1)
+        row("old /images, whole tree (100 000 files)", ms, size)
+
+
+if __name__ == "__main__":
+    main()
