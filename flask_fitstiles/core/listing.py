@@ -33,6 +33,7 @@ from ..errors import BadParameterError, FolderNotFoundError
 __all__ = [
     "FOLDER",
     "IMAGE",
+    "MAX_KEPT_NAMES",
     "FolderPage",
     "FolderScan",
     "FolderScans",
@@ -49,6 +50,10 @@ IMAGE = 1
 
 #: Where a page ended: ``(kind, name)`` of the last entry it returned.
 Position = tuple[int, str]
+
+#: Most entry names a process keeps, all folders together: about 70 bytes each,
+#: so at most some 35 MB per worker. A larger folder is read for every page.
+MAX_KEPT_NAMES = 500_000
 
 # A folder modified less than this before it was read may change again within
 # the same timestamp tick (Linux stamps files with a coarse clock), and a kept
@@ -230,11 +235,11 @@ class FolderScans:
     is_image_name : callable
         Tells whether a file name is an image name.
     max_entries : int, optional
-        Most names kept, all folders together.
+        Most names kept, all folders together (:data:`MAX_KEPT_NAMES`).
     """
 
     def __init__(
-        self, is_image_name: Callable[[str], bool], max_entries: int = 2_000_000
+        self, is_image_name: Callable[[str], bool], max_entries: int = MAX_KEPT_NAMES
     ) -> None:
         self._is_image_name = is_image_name
         self._max_entries = max_entries
