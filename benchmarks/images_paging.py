@@ -22,21 +22,27 @@ in bytes. The files stay in the page cache between runs: "cold" means a new
 process state, not a cold disk. With ``--old`` also
 times the old flat ``/images`` of the whole tree once (several seconds).
 
-Run: ``.venv/bin/python benchmarks/images_paging.py [--old]``
+With ``--gunicorn`` the same requests also go over HTTP to the example app under
+gunicorn (one worker, so that its first listing of a folder is the cold one),
+one new connection per request.
+
+Run: ``.venv/bin/python benchmarks/images_paging.py [--old] [--gunicorn]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchlib import ROOT, bench_dir
+from benchlib import ROOT, bench_dir, free_port, http_get, wait_http
 from flask import Flask
 
 sys.path.insert(0, str(ROOT))
@@ -152,9 +158,59 @@ def measure(name: str, data: Path, cache: Path, folder: str, pages: int) -> None
         row(f"{name} {kind} page {pages + 1}, warm", ms, size)
 
 
+def over_http(name: str, data: Path, cache: Path, folder: str, pages: int) -> None:
+    """Print the figures of one folder from the example app under gunicorn."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "FITSTILES_DATA_DIR": str(data),
+        "FITSTILES_CACHE_DIR": str(cache),
+        "GUNICORN_LOG_LEVEL": "warning",
+    }
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    command = [str(gunicorn), "-c", "example_app/gunicorn.conf.py"]
+    command += ["example_app:create_app()", "--bind", f"127.0.0.1:{port}"]
+    command += ["--workers", "1", "--no-control-socket"]
+    server = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        wait_http(port, "/openapi.json")
+        # The worker's own first-request costs (registry state, first JSON error)
+        # are paid here, so that "cold" below is the folder's scan.
+        assert http_get(port, "/images?dir=no-such-folder")[0] == 404
+
+        def get(path: str) -> Callable[[], bytes]:
+            def fetch() -> bytes:
+                status, body = http_get(port, path)
+                assert status == 200, (path, body[:200])
+                return body
+
+            return fetch
+
+        base = f"dir={folder}&limit={LIMIT}"
+        row(f"{name} json first page, cold (HTTP)", *timed(get(f"/images?{base}"), 1))
+        row(f"{name} json first page, warm (HTTP)", *timed(get(f"/images?{base}"), REPEATS))
+        cursor = ""
+        for _ in range(pages):
+            query = base + (f"&cursor={cursor}" if cursor else "")
+            cursor = json.loads(get(f"/images?{query}")())["next_cursor"]
+        later = f"{base}&cursor={cursor}"
+        row(
+            f"{name} json page {pages + 1}, warm (HTTP)",
+            *timed(get(f"/images?{later}"), REPEATS),
+        )
+        row(f"{name} html first page, warm (HTTP)", *timed(get(f"/?{base}"), REPEATS))
+        row(
+            f"{name} html page {pages + 1}, warm (HTTP)", *timed(get(f"/?{later}"), REPEATS)
+        )
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", action="store_true", help="also time the old /images")
+    parser.add_argument("--gunicorn", action="store_true", help="also over HTTP")
     args = parser.parse_args()
     # The old listing reads the placeholder pickles and logs each as unreadable.
     logging.getLogger("flask_fitstiles").setLevel(logging.ERROR)
@@ -170,6 +226,9 @@ def main() -> None:
     measure("tree f000 (1 000 files)", tree, cache, "f000", 5)
     measure("tree f050 (1 000 files)", tree, cache, "f050", 9)
     measure("flat (100 000 files)", flat, cache, "", 500)
+    if args.gunicorn:
+        over_http("tree f050 (1 000 files)", tree, cache, "f050", 9)
+        over_http("flat (100 000 files)", flat, cache, "", 500)
     if args.old:
         ms, size = timed(fetcher(make_app(tree, cache), "/fits/images"), 1)
         row("old /images, whole tree (100 000 files)", ms, size)
