@@ -25,16 +25,16 @@ from __future__ import annotations
 import json
 import logging
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, current_app, render_template, request, url_for
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
-from .browse import DEFAULT_LIMIT, ListingQuery, encode_cursor, parse_listing_query
+from .browse import encode_cursor, parse_listing_query
 from .core.listing import FolderPage
 from .errors import BadParameterError, FitsTilesError, ImageBusyError
 from .iip import IIPRequest, parse_iip_query
+from .indexpage import index_context
 from .models import FolderEntryModel, FolderPageModel, ImageEntryModel
 from .openapi import openapi_json
 
@@ -273,76 +273,11 @@ def index() -> Response:
     query = parse_listing_query(request.args.items(multi=True))
     page = state.registry.list_folder(query.dir, query.after, query.limit)
     response = Response(
-        render_template("fitstiles/index.html", **_index_context(query, page)),
+        render_template("fitstiles/index.html", **index_context(query, page)),
         mimetype="text/html",
     )
     response.headers["Content-Security-Policy"] = PAGE_CSP
     return response
-
-
-def _index_context(query: ListingQuery, page: FolderPage) -> dict[str, Any]:
-    """Return the links and labels of the index page of one folder page."""
-    blueprint = request.blueprint
-    index_url = url_for(f"{blueprint}.index")
-    iip_url = url_for(f"{blueprint}.iip")
-    # The viewer lives next to the index, under the same prefix.
-    viewer_url = index_url.rstrip("/") + "/viewer"
-    # A limit the visitor chose follows them from page to page and folder to folder.
-    extra = {"limit": str(query.limit)} if query.limit != DEFAULT_LIMIT else {}
-
-    def listing(folder: str, **more: str) -> str:
-        params = {**({"dir": folder} if folder else {}), **extra, **more}
-        return f"{index_url}?{urlencode(params)}" if params else index_url
-
-    def image_url(base: str, name: str, command: str) -> str:
-        return f"{base}?FIF={quote(name, safe='/')}{command}"
-
-    parts = page.dir.split("/") if page.dir else []
-    crumbs = [{"label": "data folder", "url": listing("")}] + [
-        {"label": part, "url": listing("/".join(parts[: i + 1]))}
-        for i, part in enumerate(parts)
-    ]
-    images = [
-        {
-            "label": image.name.rpartition("/")[2],
-            "size": _human_size(image.size),
-            "prepared": image.prepared,
-            "viewer_url": image_url(viewer_url, image.name, ""),
-            "info_url": image_url(iip_url, image.name, "&INFO"),
-            # The coarsest tile: only for prepared images, which it does not prepare.
-            "thumb_url": (
-                image_url(iip_url, image.name, "&JTL=0,0") if image.prepared else None
-            ),
-        }
-        for image in page.images
-    ]
-    next_url = None
-    if page.next_position is not None:
-        next_url = listing(page.dir, cursor=encode_cursor(page.dir, page.next_position))
-    return {
-        "title": f"FITS images: {page.dir or 'data folder'}",
-        "css_url": url_for(f"{blueprint}.static", filename="index.css"),
-        "crumbs": crumbs,
-        "parent_url": listing(page.parent) if page.parent is not None else None,
-        "folders": [
-            {"label": name.rpartition("/")[2], "url": listing(name)}
-            for name in page.folders
-        ],
-        "images": images,
-        "first_url": listing(page.dir) if query.after is not None else None,
-        "next_url": next_url,
-        "iip_url": iip_url,
-        "json_url": url_for(f"{blueprint}.images"),
-    }
-
-
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            break
-        value /= 1024
-    return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
 
 
 def not_found(path: str = "") -> Response:
