@@ -53,6 +53,7 @@ from flask_fitstiles.core.cachefiles import (  # noqa: E402
     get_prefix,
     write_source_stamp,
 )
+from flask_fitstiles.core.signing import get_secret_key  # noqa: E402
 from flask_fitstiles.tiled import FORMAT_VERSION  # noqa: E402
 
 FILES = 100_000
@@ -80,20 +81,28 @@ def build(root: Path) -> tuple[Path, Path, Path]:
             (sub / f"img{i:05d}.fits").write_bytes(b"not FITS, 16 B\n\n")
     for i in range(FILES):
         (flat / f"img{i:06d}.fits").write_bytes(b"not FITS, 16 B\n\n")
-    # Every other file of the folders measured below looks prepared.
+    # Listings are not kept for folders changed in the last second.
+    time.sleep(1.5)
+    done.touch()
+    print(f"built {2 * FILES} files in {time.perf_counter() - started:.1f} s")
+    return tree, flat, cache
+
+
+def stamp(tree: Path, flat: Path, cache: Path) -> None:
+    """Make (once) every other file of the measured folders look prepared."""
+    done = cache / ".stamped-2"
+    if done.exists():
+        return
+    key = get_secret_key(str(cache))
     for folder in (tree / "f000", tree / "f050", flat):
         for path in sorted(folder.iterdir())[::2]:
             real = os.path.realpath(path)
             info = os.stat(real)
             pickle = cache / (get_prefix(real, None, TILE) + ".pkl")
             pickle.write_bytes(b"")
-            stamp = SourceStamp(FORMAT_VERSION, info.st_size, info.st_mtime_ns)
-            write_source_stamp(str(pickle), stamp)
-    # Listings are not kept for folders changed in the last second.
-    time.sleep(1.5)
+            source = SourceStamp(FORMAT_VERSION, info.st_size, info.st_mtime_ns)
+            write_source_stamp(str(pickle), source, key)
     done.touch()
-    print(f"built {2 * FILES} files in {time.perf_counter() - started:.1f} s")
-    return tree, flat, cache
 
 
 def make_app(data: Path, cache: Path) -> Flask:
@@ -215,6 +224,7 @@ def main() -> None:
     # The old listing reads the placeholder pickles and logs each as unreadable.
     logging.getLogger("flask_fitstiles").setLevel(logging.ERROR)
     tree, flat, cache = build(bench_dir() / "paging")
+    stamp(tree, flat, cache)
     print(
         f"limit={LIMIT}; warm: median of {REPEATS} requests; cold: median of "
         f"{COLD_REPEATS} first requests of fresh apps; Flask test client, in process"

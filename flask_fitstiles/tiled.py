@@ -590,7 +590,7 @@ class Tiled:
             raise
         # After the pickle: a stamp never claims a pickle that is not there yet.
         try:
-            write_source_stamp(self.object_filename, self.source_stamp)
+            write_source_stamp(self.object_filename, self.source_stamp, self._secret_key)
         except OSError as error:
             logger.warning("no source stamp for %s: %s", self.image_name, error)
 

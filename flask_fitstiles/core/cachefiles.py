@@ -7,21 +7,26 @@ next to their final one and renamed when complete, so a crash never leaves a
 half file under a final name; :func:`remove_leftovers` clears what a crash left.
 
 A fourth, tiny file, the source stamp (``<prefix>.src``), records the source
-size and modification time the pickle was made from, in plain text: listings
-of the data folder tell "prepared" from a stat and a read of a few bytes,
-without reading and verifying the pickle (:func:`read_source_stamp`). It is a
-hint for listings only; serving an image always verifies the pickle itself.
+size and modification time the pickle was made from, in plain text with an
+HMAC made with the pickles' key: listings of the data folder tell "prepared"
+from a stat and a read of a few bytes, without reading and verifying the
+pickle (:func:`read_source_stamp`). A stamp made with another key (the key
+changed, so the pickle will not verify either) does not count. It is a hint
+for listings only; serving an image always verifies the pickle itself.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import hmac
 import os
 import re
 import secrets
 import sys
 from typing import Any, NamedTuple
+
+from .signing import sign_text
 
 __all__ = [
     "SourceStamp",
@@ -270,7 +275,11 @@ def _stamp_filename(object_filename: str) -> str:
     return base + _STAMP_SUFFIX
 
 
-def write_source_stamp(object_filename: str, stamp: SourceStamp) -> None:
+def _stamp_text(stamp: SourceStamp) -> str:
+    return f"{_STAMP_MAGIC} {stamp.format_version} {stamp.size} {stamp.mtime_ns}"
+
+
+def write_source_stamp(object_filename: str, stamp: SourceStamp, key: bytes) -> None:
     """Write the source stamp of a prepared image next to its pickle (atomically).
 
     Parameters
@@ -279,6 +288,8 @@ def write_source_stamp(object_filename: str, stamp: SourceStamp) -> None:
         Path of the pickle (``<prefix>.pkl``); the stamp is ``<prefix>.src``.
     stamp : SourceStamp
         What the pickle was made from.
+    key : bytes
+        The key that signed the pickle.
 
     Raises
     ------
@@ -287,18 +298,20 @@ def write_source_stamp(object_filename: str, stamp: SourceStamp) -> None:
     """
     final = _stamp_filename(object_filename)
     temp = aside(final)
-    text = f"{_STAMP_MAGIC} {stamp.format_version} {stamp.size} {stamp.mtime_ns}\n"
+    text = _stamp_text(stamp)
     try:
         with open(temp, "x", encoding="ascii") as f:
-            f.write(text)
+            f.write(f"{text} {sign_text(text, key)}\n")
         os.replace(temp, final)
     except BaseException:
         unlink_quietly(temp)
         raise
 
 
-def read_source_stamp(cache_dir: str | os.PathLike[str], prefix: str) -> SourceStamp | None:
-    """Return the source stamp of a prepared image, if it has a readable one.
+def read_source_stamp(
+    cache_dir: str | os.PathLike[str], prefix: str, key: bytes
+) -> SourceStamp | None:
+    """Return the source stamp of a prepared image, if it has one made with ``key``.
 
     Parameters
     ----------
@@ -306,11 +319,14 @@ def read_source_stamp(cache_dir: str | os.PathLike[str], prefix: str) -> SourceS
         Cache folder (not created).
     prefix : str
         Prefix of the image's files (:func:`get_prefix`).
+    key : bytes
+        The key of the pickles.
 
     Returns
     -------
     stamp : SourceStamp or None
-        The stamp; None if there is none or it is not a stamp.
+        The stamp; None if there is none, it is not a stamp, or it was made
+        with another key.
     """
     path = os.path.join(os.fspath(cache_dir), prefix + _STAMP_SUFFIX)
     try:
@@ -318,15 +334,20 @@ def read_source_stamp(cache_dir: str | os.PathLike[str], prefix: str) -> SourceS
             raw = f.read(_STAMP_MAX_BYTES + 1)
     except OSError:
         return None
-    fields = raw.split()
-    if len(raw) > _STAMP_MAX_BYTES or len(fields) != 4:
+    if len(raw) > _STAMP_MAX_BYTES or not raw.isascii():
         return None
-    if fields[0] != _STAMP_MAGIC.encode():
+    text, _, mac = raw.decode("ascii").strip().rpartition(" ")
+    fields = text.split(" ")
+    if len(fields) != 4 or fields[0] != _STAMP_MAGIC:
         return None
     try:
-        return SourceStamp(int(fields[1]), int(fields[2]), int(fields[3]))
+        stamp = SourceStamp(int(fields[1]), int(fields[2]), int(fields[3]))
     except ValueError:
         return None
+    # Compared in constant time, like every signature.
+    if not hmac.compare_digest(mac, sign_text(_stamp_text(stamp), key)):
+        return None
+    return stamp
 
 
 def unlink_quietly(path: str) -> None:

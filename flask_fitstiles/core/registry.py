@@ -48,6 +48,7 @@ from ..tiled import (
 )
 from . import budget, listing
 from .cachefiles import SourceStamp, get_prefix, read_source_stamp, write_source_stamp
+from .signing import find_secret_key
 from .tilecache import TileCache
 
 __all__ = ["FITS_SUFFIXES", "TOUCH_SECONDS", "ImageRegistry", "is_fits_name"]
@@ -431,13 +432,21 @@ class ImageRegistry:
 
     def _heal_stamp(self, tiled: Tiled) -> None:
         """Give a loaded image its source stamp if it lacks it (prepared before stamps)."""
+        key = self._stamp_key()
         prefix = budget.prefix_of(tiled.object_filename)
-        if read_source_stamp(self.cache_dir, prefix) == tiled.source_stamp:
+        if (
+            key is None
+            or read_source_stamp(self.cache_dir, prefix, key) == tiled.source_stamp
+        ):
             return
         try:
-            write_source_stamp(tiled.object_filename, tiled.source_stamp)
+            write_source_stamp(tiled.object_filename, tiled.source_stamp, key)
         except OSError as error:
             logger.warning("no source stamp for %s: %s", tiled.image_name, error)
+
+    def _stamp_key(self) -> bytes | None:
+        """Return the pickles' key if it exists (read each time: it may appear later)."""
+        return find_secret_key(os.fspath(self.cache_dir), self._secret_key)
 
     def _load_once(self, state: _ProcessState, key: _Key, wait: float) -> Tiled:
         """Load (or prepare) one image; remember files that cannot be served."""
@@ -525,13 +534,14 @@ class ImageRegistry:
             state.prepared[key] = (stamp, prepared)
         return prepared
 
-    def is_listed_prepared(self, real_path: str, source: os.stat_result) -> bool:
+    def is_listed_prepared(
+        self, real_path: str, source: os.stat_result, key: bytes | None
+    ) -> bool:
         """Tell cheaply whether an image (whole file) is prepared, for listings.
 
-        One read of the image's source stamp (a few bytes) and one stat of its
-        pickle, compared with the source's stat: no pickle is read. The verdict
-        is a hint (an image whose pickle was signed with another key is said to
-        be prepared); serving the image verifies the pickle. Nothing is written.
+        One read of the image's source stamp (a few bytes, with its HMAC) and
+        one stat of its pickle, compared with the source's stat: no pickle is
+        read. Nothing is written.
 
         Parameters
         ----------
@@ -539,15 +549,19 @@ class ImageRegistry:
             Real path of the image.
         source : os.stat_result
             Its stat.
+        key : bytes or None
+            The pickles' key (None: there is none yet, nothing is prepared).
 
         Returns
         -------
         prepared : bool
-            True if the stamp matches the source's size, mtime and the format
-            version, and the pickle is there.
+            True if a stamp made with ``key`` matches the source's size and
+            mtime and the format version, and the pickle is there.
         """
+        if key is None:
+            return False
         prefix = get_prefix(real_path, None, self.tile_size)
-        stamp = read_source_stamp(self.cache_dir, prefix)
+        stamp = read_source_stamp(self.cache_dir, prefix, key)
         if stamp != SourceStamp(FORMAT_VERSION, source.st_size, source.st_mtime_ns):
             return False
         return os.path.exists(os.path.join(self.cache_dir, prefix + ".pkl"))
@@ -558,8 +572,9 @@ class ImageRegistry:
         """Return one page of a folder of the data folder: sub-folders, then images.
 
         The cost is that of the page: the folder's names are read once per
-        process and kept until it changes; each entry of the page costs a stat
-        and :meth:`is_listed_prepared`. Nothing is prepared, nothing written.
+        process and kept until it changes; each entry of the page costs an
+        lstat and :meth:`is_listed_prepared`. Nothing is prepared, nothing
+        written.
 
         Parameters
         ----------
@@ -593,9 +608,12 @@ class ImageRegistry:
                 "that folder can no longer be read; list its parent again",
                 ("query", "dir"),
             ) from None
-        return listing.read_page(
-            root, folder, path, scan, after, limit, self.is_listed_prepared
-        )
+        key = self._stamp_key()
+
+        def prepared(real: str, info: os.stat_result) -> bool:
+            return self.is_listed_prepared(real, info, key)
+
+        return listing.read_page(root, folder, path, scan, after, limit, prepared)
 
     def stats(self) -> dict[str, Any]:
         """Return figures about this process's caches (for monitoring).

@@ -15,7 +15,14 @@ import pickle
 import secrets
 from typing import Any
 
-__all__ = ["KEY_FILENAME", "dumps_signed", "get_secret_key", "loads_signed"]
+__all__ = [
+    "KEY_FILENAME",
+    "dumps_signed",
+    "find_secret_key",
+    "get_secret_key",
+    "loads_signed",
+    "sign_text",
+]
 
 KEY_FILENAME = ".fitstiles-key"
 _MAGIC = b"FITSTILES-PICKLE-1\n"
@@ -38,18 +45,10 @@ def get_secret_key(cache_dir: str, secret_key: str | bytes | None = None) -> byt
     key : bytes
         Key bytes.
     """
-    if secret_key is None:
-        secret_key = os.environ.get("FITSTILES_SECRET_KEY") or None
-    if secret_key is not None:
-        return secret_key.encode() if isinstance(secret_key, str) else bytes(secret_key)
+    key = find_secret_key(cache_dir, secret_key)
+    if key is not None:
+        return key
     path = os.path.join(cache_dir, KEY_FILENAME)
-    try:
-        with open(path, "rb") as f:
-            key = f.read()
-        if len(key) >= 32:
-            return key
-    except FileNotFoundError:
-        pass
     # Write aside, then link: of concurrent creators exactly one key wins and
     # every process reads that one.
     aside = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
@@ -67,6 +66,53 @@ def get_secret_key(cache_dir: str, secret_key: str | bytes | None = None) -> byt
         os.unlink(aside)
     with open(path, "rb") as f:
         return f.read()
+
+
+def find_secret_key(cache_dir: str, secret_key: str | bytes | None = None) -> bytes | None:
+    """Return the signing key if there is one already; never create it.
+
+    Parameters
+    ----------
+    cache_dir : str
+        Cache folder, where a random key is kept when no key is given.
+    secret_key : str or bytes, optional
+        Explicit key; None means FITSTILES_SECRET_KEY from the environment,
+        else the key file of the cache folder.
+
+    Returns
+    -------
+    key : bytes or None
+        Key bytes; None if no key is given and the cache folder has no key
+        file yet (then nothing in it was signed).
+    """
+    if secret_key is None:
+        secret_key = os.environ.get("FITSTILES_SECRET_KEY") or None
+    if secret_key is not None:
+        return secret_key.encode() if isinstance(secret_key, str) else bytes(secret_key)
+    try:
+        with open(os.path.join(cache_dir, KEY_FILENAME), "rb") as f:
+            key = f.read()
+    except OSError:
+        return None
+    return key if len(key) >= 32 else None
+
+
+def sign_text(text: str, key: bytes) -> str:
+    """Return a short HMAC of a text (for small plain-text records such as stamps).
+
+    Parameters
+    ----------
+    text : str
+        The text.
+    key : bytes
+        Signing key.
+
+    Returns
+    -------
+    mac : str
+        32 hexadecimal digits (128 bits of HMAC-SHA256).
+    """
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def dumps_signed(obj: Any, key: bytes) -> bytes:

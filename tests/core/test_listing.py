@@ -126,18 +126,29 @@ def test_scans_are_kept_while_the_folder_is_unchanged(tmp_path: Path) -> None:
 
 
 def test_source_stamps(tmp_path: Path) -> None:
+    key = b"k" * 32
     prefix = get_prefix(tmp_path / "image.fits", None, (256, 256))
     pickle = tmp_path / f"{prefix}.pkl"
-    assert read_source_stamp(tmp_path, prefix) is None
+    assert read_source_stamp(tmp_path, prefix, key) is None
     stamp = SourceStamp(1, 12345, 1_700_000_000_123_456_789)
-    write_source_stamp(os.fspath(pickle), stamp)
-    assert read_source_stamp(tmp_path, prefix) == stamp
+    write_source_stamp(os.fspath(pickle), stamp, key)
+    assert read_source_stamp(tmp_path, prefix, key) == stamp
+    assert read_source_stamp(tmp_path, prefix, b"another key") is None
     assert [p.name for p in tmp_path.iterdir()] == [f"{prefix}.src"]  # no leftovers
-    for garbage in (b"", b"fitstiles-source 1 2", b"other 1 2 3", b"x" * 500, b"\xff\xfe"):
+    text = (tmp_path / f"{prefix}.src").read_bytes()
+    forged = text.replace(b"12345", b"12346")
+    for garbage in (
+        b"",
+        b"fitstiles-source 1 2",
+        forged,
+        b"x" * 500,
+        b"\xff\xfe",
+        text[:-9],
+    ):
         (tmp_path / f"{prefix}.src").write_bytes(garbage)
-        assert read_source_stamp(tmp_path, prefix) is None
+        assert read_source_stamp(tmp_path, prefix, key) is None
     # The disk budget counts the stamp as one of the image's files.
-    write_source_stamp(os.fspath(pickle), stamp)
+    write_source_stamp(os.fspath(pickle), stamp, key)
     pickle.write_bytes(b"")
     files = budget.scan(tmp_path)[prefix]
     assert sorted(files.names) == sorted([f"{prefix}.pkl", f"{prefix}.src"])

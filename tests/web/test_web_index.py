@@ -328,6 +328,18 @@ def test_prepared_follows_the_source_and_old_caches_heal(fresh_library: Library)
     assert "FIF=small.fits&amp;JTL" not in text and "FIF=link_in.fits&amp;JTL" not in text
 
 
+def test_pickles_of_another_key_are_not_listed_as_prepared(fresh_library: Library) -> None:
+    client = make_app(fresh_library).test_client()
+    assert client.get(f"{PREFIX}/iip?FIF=small.fits&INFO").status_code == 200
+    assert "JTL=0,0" in client.get(f"{PREFIX}/").get_data(as_text=True)
+    # With another key the pickle would not verify: a thumbnail would prepare it.
+    other = make_app(fresh_library, secret_key="another key").test_client()
+    before = cache_files(fresh_library)
+    assert "JTL=0,0" not in other.get(f"{PREFIX}/").get_data(as_text=True)
+    assert not any(i["prepared"] for i in page(other, "limit=1000")["images"])
+    assert cache_files(fresh_library) == before
+
+
 # -- the old call ------------------------------------------------------------------------
 
 
