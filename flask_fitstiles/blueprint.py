@@ -424,7 +424,15 @@ def make_blueprint(name: str) -> Blueprint:
     blueprint : flask.Blueprint
         Blueprint with the views and the error handlers.
     """
-    bp = Blueprint(name, __name__, static_folder="static", template_folder="templates")
+    # Not "/static": mounted at the site root, the app's own static route would
+    # shadow it.
+    bp = Blueprint(
+        name,
+        __name__,
+        static_folder="static",
+        static_url_path="/fitstiles-static",
+        template_folder="templates",
+    )
     for rule, endpoint, view in (
         ("/iip", "iip", iip),
         ("/images", "images", images),

@@ -427,14 +427,18 @@ def test_index_under_two_mounts(tmp_path: Path, library: Library) -> None:
     FitsTiles(
         app, name="two", url_prefix="/two/deep", data_dir=library.data, cache_dir=cache
     )
+    # Mounted at the site root too, next to the app's own /static route.
+    FitsTiles(app, name="root", url_prefix="", data_dir=data, cache_dir=cache)
+    assert app.has_static_folder
     client = app.test_client()
     one = client.get("/one/").get_data(as_text=True)
     two = client.get("/two/deep/").get_data(as_text=True)
     assert 'href="/one/viewer?FIF=img000.fits"' in one and "small.fits" not in one
     assert 'href="/two/deep/viewer?FIF=small.fits"' in two and "img000" not in two
     assert 'href="/one/?dir=alpha"' in one and 'href="/two/deep/?dir=sub"' in two
-    for prefix, text in (("/one", one), ("/two/deep", two)):
-        css = f"{prefix}/static/index.css"
+    root = client.get("/").get_data(as_text=True)
+    for prefix, text in (("/one", one), ("/two/deep", two), ("", root)):
+        css = f"{prefix}/fitstiles-static/index.css"
         assert f'href="{css}"' in text
         assert static_status(client, css) == 200
         assert client.get(f"{prefix}/").headers["Content-Security-Policy"]
