@@ -5,7 +5,8 @@ folder's entry names are read once per process (one ``scandir``, no per-file
 system call except for symlinks) and kept, sorted, in :class:`FolderScans`
 until the folder changes; a page then starts by bisection after the position
 the previous page ended at, and only the entries of the page are looked at
-(a ``stat`` each, and whatever the caller's ``prepared`` check costs).
+(an ``lstat`` each, the target of a symlink checked and stat'ed, and whatever
+the caller's ``prepared`` check costs).
 
 Order: sub-folders first, then images, each sorted by name (code points, as
 Python sorts strings). A :data:`Position` ``(kind, name)`` is the last entry a
