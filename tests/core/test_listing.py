@@ -141,6 +141,7 @@ def test_source_stamps(tmp_path: Path) -> None:
         b"",
         b"fitstiles-source 1 2",
         forged,
+        b"fitstiles-source 1 x 3 " + text.split()[-1],  # not numbers
         b"x" * 500,
         b"\xff\xfe",
         text[:-9],
@@ -152,3 +153,10 @@ def test_source_stamps(tmp_path: Path) -> None:
     pickle.write_bytes(b"")
     files = budget.scan(tmp_path)[prefix]
     assert sorted(files.names) == sorted([f"{prefix}.pkl", f"{prefix}.src"])
+
+
+def test_source_stamp_writes_whole_or_not_at_all(tmp_path: Path) -> None:
+    pickle = tmp_path / "missing-folder" / "image-0123456789abcdef0123.pkl"
+    with pytest.raises(OSError):
+        write_source_stamp(os.fspath(pickle), SourceStamp(1, 2, 3), b"k")
+    assert not pickle.parent.exists()

@@ -9,6 +9,7 @@ never open images); the others use the test library of FITS files.
 from __future__ import annotations
 
 import html
+import logging
 import os
 import re
 import time
@@ -22,7 +23,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_fitstiles import FitsTiles
+from flask_fitstiles import tiled as tiled_module
 from flask_fitstiles.browse import encode_cursor
+from flask_fitstiles.core import listing as listing_module
+from flask_fitstiles.core import registry as registry_module
 from tests.web.webtools import PREFIX, Library, make_app, small_image
 
 TREE_FOLDERS = ["Gamma", "a b&c#d", "alpha", "beta"]
@@ -338,6 +342,40 @@ def test_pickles_of_another_key_are_not_listed_as_prepared(fresh_library: Librar
     assert "JTL=0,0" not in other.get(f"{PREFIX}/").get_data(as_text=True)
     assert not any(i["prepared"] for i in page(other, "limit=1000")["images"])
     assert cache_files(fresh_library) == before
+
+
+def test_stamps_are_only_a_hint(
+    fresh_library: Library,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stamp that cannot be written costs the listing its hint, nothing else."""
+
+    def refuse(*args: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tiled_module, "write_source_stamp", refuse)
+    monkeypatch.setattr(registry_module, "write_source_stamp", refuse)
+    client = make_app(fresh_library).test_client()
+    with caplog.at_level(logging.WARNING):
+        assert client.get(f"{PREFIX}/iip?FIF=small.fits&INFO").status_code == 200
+    assert [r.getMessage() for r in caplog.records] == [
+        "no source stamp for small.fits: disk full",
+        "no source stamp for small.fits: disk full",
+    ]
+    assert not any(i["prepared"] for i in page(client, "limit=1000")["images"])
+    assert client.get(f"{PREFIX}/iip?FIF=small.fits&JTL=0,0").status_code == 200
+
+
+def test_a_folder_gone_while_listed_is_404(
+    fresh_library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def gone(self: Any, path: str) -> Any:
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(listing_module.FolderScans, "get", gone)
+    response = make_app(fresh_library).test_client().get(f"{PREFIX}/images?dir=sub")
+    assert error_detail(response, 404, fresh_library.root)["loc"] == ["query", "dir"]
 
 
 # -- the old call ------------------------------------------------------------------------
