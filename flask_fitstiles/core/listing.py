@@ -19,12 +19,13 @@ Nothing here imports Flask; names given by clients are checked here.
 
 from __future__ import annotations
 
+import heapq
 import os
 import stat
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cachetools import LRUCache
@@ -139,49 +140,91 @@ def resolve_folder(root: str, name: str) -> str:
     return real
 
 
-@dataclass(frozen=True, slots=True)
 class FolderScan:
-    """The entry names of one folder, sorted, as read at one moment.
+    """The entry names of one folder, as read at one moment.
+
+    Sorting 100 000 names costs more than selecting the few a page needs, so a
+    scan is sorted only once it is used again (:meth:`sort`, called when a kept
+    scan serves another page); until then a page selects its entries from the
+    unsorted names. Both give the same pages.
 
     Parameters
     ----------
     signature : tuple of int
         Device, inode, modification and change times of the folder when read.
     folders : list of str
-        Names of the sub-folders (symlinks to folders included), sorted.
+        Names of the sub-folders (symlinks to folders included).
     images : list of str
-        Names of the entries with a FITS suffix that are not folders, sorted.
+        Names of the entries with a FITS suffix that are not folders.
     """
 
-    signature: tuple[int, ...]
-    folders: list[str]
-    images: list[str]
+    __slots__ = ("signature", "_folders", "_images", "_sorted")
+
+    def __init__(
+        self, signature: tuple[int, ...], folders: list[str], images: list[str]
+    ) -> None:
+        self.signature = signature
+        self._folders = folders
+        self._images = images
+        self._sorted = False
 
     def __len__(self) -> int:
-        return len(self.folders) + len(self.images)
+        return len(self._folders) + len(self._images)
 
-    def after(self, position: Position | None) -> Iterator[Position]:
-        """Yield the entries that come strictly after a position, in order.
+    @property
+    def folders(self) -> list[str]:
+        """Names of the sub-folders, sorted."""
+        return sorted(self._folders) if not self._sorted else list(self._folders)
+
+    @property
+    def images(self) -> list[str]:
+        """Names of the images, sorted."""
+        return sorted(self._images) if not self._sorted else list(self._images)
+
+    def sort(self) -> None:
+        """Sort the names once, so that pages start by bisection from then on."""
+        if not self._sorted:
+            # New lists, swapped in: a thread selecting meanwhile reads the old ones.
+            self._folders, self._images = sorted(self._folders), sorted(self._images)
+            self._sorted = True
+
+    def after(self, position: Position | None, count: int) -> list[Position]:
+        """Return the first entries that come strictly after a position, in order.
 
         Parameters
         ----------
         position : Position or None
             Last entry of the previous page; None starts at the beginning.
+        count : int
+            Most entries returned.
 
-        Yields
-        ------
-        entry : Position
-            ``(kind, name)`` of each following entry.
+        Returns
+        -------
+        entries : list of Position
+            ``(kind, name)`` of each following entry, folders first, then
+            images, each by name.
         """
-        if position is None or position[0] == FOLDER:
-            start = 0 if position is None else bisect_right(self.folders, position[1])
-            for folder in self.folders[start:]:
-                yield FOLDER, folder
-            start = 0
-        else:
-            start = bisect_right(self.images, position[1])
-        for image in self.images[start:]:
-            yield IMAGE, image
+        # Read once: sort() may swap the lists and the flag in another thread.
+        is_sorted, folders, images = self._sorted, self._folders, self._images
+        kind, name = position if position is not None else (FOLDER, "")
+        entries: list[Position] = []
+        if kind == FOLDER:
+            entries = [(FOLDER, n) for n in _first_after(folders, name, count, is_sorted)]
+            name = ""
+        if len(entries) < count:
+            more = _first_after(images, name, count - len(entries), is_sorted)
+            entries += [(IMAGE, n) for n in more]
+        return entries
+
+
+def _first_after(names: list[str], name: str, count: int, is_sorted: bool) -> list[str]:
+    """Return the ``count`` smallest names greater than ``name``, sorted."""
+    if is_sorted:
+        start = bisect_right(names, name)
+        return names[start : start + count]
+    # "" is smaller than any name: no filtering needed from the start.
+    candidates = [n for n in names if n > name] if name else names
+    return heapq.nsmallest(count, candidates)
 
 
 def _signature(info: os.stat_result) -> tuple[int, ...]:
@@ -267,6 +310,7 @@ class FolderScans:
         with self._lock:
             scan = self._scans.get(path)
         if scan is not None and scan.signature == _signature(info):
+            scan.sort()
             return scan
         scan = scan_folder(path, self._is_image_name)
         settled = now - scan.signature[2] > _SETTLE_NS
@@ -377,12 +421,12 @@ def read_page(
     """
     folders: list[str] = []
     images: list[ImageEntry] = []
-    last: Position | None = None
     budget = _LOOK_FACTOR * limit + _LOOK_EXTRA
-    entries = scan.after(after)
-    for kind, name in entries:
-        last = (kind, name)
-        budget -= 1
+    # One more than may be looked at: it tells whether a next page exists.
+    entries = scan.after(after, budget + 1)
+    looked = 0
+    for kind, name in entries[:budget]:
+        looked += 1
         entry = _listed(root, os.path.join(path, name), kind)
         if entry is not None:
             rel = f"{folder}/{name}" if folder else name
@@ -391,8 +435,9 @@ def read_page(
             else:
                 real, info = entry
                 images.append(ImageEntry(rel, info.st_size, prepared(real, info)))
-        if len(folders) + len(images) >= limit or budget <= 0:
+        if len(folders) + len(images) >= limit:
             break
-    more = next(entries, None) is not None
+    more = looked < len(entries)
     parent = None if not folder else folder.rpartition("/")[0]
-    return FolderPage(folder, parent, folders, images, last if more else None)
+    next_position = entries[looked - 1] if more else None
+    return FolderPage(folder, parent, folders, images, next_position)

@@ -75,16 +75,22 @@ def test_scan_sorts_folders_before_images(tmp_path: Path) -> None:
     scan = scan_folder(os.fspath(tmp_path), is_fits)
     assert scan.folders == ["Alpha", "dir.fits", "zeta"]
     assert scan.images == ["A.FITS", "b.fits", "z.fz", "é.fits"]
-    assert list(scan.after(None)) == [(FOLDER, n) for n in scan.folders] + [
-        (IMAGE, n) for n in scan.images
-    ]
-    assert list(scan.after((FOLDER, "dir.fits")))[:2] == [
-        (FOLDER, "zeta"),
-        (IMAGE, "A.FITS"),
-    ]
-    assert list(scan.after((FOLDER, "zz-gone"))) == [(IMAGE, n) for n in scan.images]
-    assert list(scan.after((IMAGE, "b.fits"))) == [(IMAGE, "z.fz"), (IMAGE, "é.fits")]
-    assert list(scan.after((IMAGE, "é.fits"))) == []
+    everything = [(FOLDER, n) for n in scan.folders] + [(IMAGE, n) for n in scan.images]
+    positions = [None, *everything, (FOLDER, "zz-gone"), (IMAGE, "a-gone"), (FOLDER, "B")]
+    # Selected from the unsorted names, then by bisection once sorted: the same.
+    for sort in (False, True):
+        if sort:
+            scan.sort()
+        for position in positions:
+            start = 0 if position is None else _rank(everything, position)
+            for count in (1, 2, 3, 100):
+                want = everything[start : start + count]
+                assert scan.after(position, count) == want, (sort, position, count)
+
+
+def _rank(entries: list[tuple[int, str]], position: tuple[int, str]) -> int:
+    """Index of the first entry strictly after ``position`` (independent of the code)."""
+    return sum(1 for entry in entries if entry <= position)
 
 
 def test_page_budget_skips_unlistable_entries(tmp_path: Path) -> None:

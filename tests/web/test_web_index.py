@@ -122,9 +122,15 @@ def test_folders_and_their_images(tmp_path: Path) -> None:
     assert [i["name"] for i in odd["images"]] == ["a b&c#d/x y&z.fits"]
 
 
+@pytest.mark.parametrize("settled", [False, True])
 @pytest.mark.parametrize("limit", [1, 2, 7, 30, 61, 62, 100, 1000])
-def test_pages_concatenate_to_the_sorted_listing(tmp_path: Path, limit: int) -> None:
+def test_pages_concatenate_to_the_sorted_listing(
+    tmp_path: Path, limit: int, settled: bool
+) -> None:
     data, cache = make_tree(tmp_path)
+    if settled:  # the folder's names are kept (and sorted) after the first page
+        past = time.time_ns() - 10 * 10**9
+        os.utime(data, ns=(past, past))
     client = tree_app(data, cache).test_client()
     pages = all_pages(client, "", limit)
     folders = [f["name"] for p in pages for f in p["folders"]]
