@@ -3,8 +3,8 @@
 Builds, once, under ``bench-data/paging/`` (git-ignored):
 
 - ``tree/``: 100 000 files in 100 folders of 1 000 (``f000/`` ... ``f099/``);
-- ``flat/``: 100 000 files in one folder (the worst case: a page still has to
-  sort the whole folder once per process).
+- ``flat/``: 100 000 files in one folder (the worst case: each process reads
+  the whole folder once).
 
 The files have ``.fits`` names and 16 bytes each; they are not valid FITS files:
 listings never open images, they read names, stat the files of the page and
@@ -14,13 +14,14 @@ file has a source stamp and a (placeholder) pickle in the cache folder, so the
 the other half.
 
 Measures through the Flask test client, in process (no HTTP server): the first
-page of a folder in a fresh app ("cold": the folder is scanned and sorted; the
-first HTML page also compiles the template), the same page again ("warm"), a
-later page reached with the cursor of the page before, and the same for the
-index page (HTML). Prints milliseconds per request (medians) and answer sizes
-in bytes. The files stay in the page cache between runs: "cold" means a new
-process state, not a cold disk. With ``--old`` also
-times the old flat ``/images`` of the whole tree once (several seconds).
+page of a folder in a fresh app ("cold": the folder is read; the first HTML
+page also compiles the template), the same page again ("warm"), a later page
+reached with the cursor of the page before, and the same for the index page
+(HTML). Prints milliseconds per request (medians; wall clock, and this
+process's CPU time, which the other jobs of a shared machine do not inflate)
+and answer sizes in bytes. The files stay in the page cache between runs:
+"cold" means a new process state, not a cold disk. With ``--old`` also times
+the old flat ``/images`` of the whole tree once (several seconds).
 
 With ``--gunicorn`` the same requests also go over HTTP to the example app under
 gunicorn (one worker, so that its first listing of a folder is the cold one),
@@ -112,21 +113,30 @@ def make_app(data: Path, cache: Path) -> Flask:
     return app
 
 
-def cold(data: Path, cache: Path, url: str) -> tuple[float, int]:
-    """Return the median milliseconds of the first request of fresh apps."""
+Timing = tuple[float, float | None, int]
+
+
+def cold(data: Path, cache: Path, url: str) -> Timing:
+    """Return the median wall and CPU milliseconds of the first request of fresh apps."""
     runs = [timed(fetcher(make_app(data, cache), url), 1) for _ in range(COLD_REPEATS)]
-    return statistics.median(ms for ms, _ in runs), runs[-1][1]
+    cpu = statistics.median(run[1] or 0.0 for run in runs)
+    return statistics.median(run[0] for run in runs), cpu, runs[-1][2]
 
 
-def timed(get: Callable[[], bytes], repeats: int) -> tuple[float, int]:
-    """Return the median milliseconds of ``repeats`` calls and the answer size."""
-    times = []
+def timed(get: Callable[[], bytes], repeats: int, cpu: bool = True) -> Timing:
+    """Return the median wall and CPU milliseconds of ``repeats`` calls, and the size.
+
+    The CPU time is this process's (the work of an in-process request, whatever
+    else the machine runs); None for requests served by another process.
+    """
+    walls, cpus = [], []
     size = 0
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         size = len(get())
-        times.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(times), size
+        walls.append((time.perf_counter() - started) * 1e3)
+        cpus.append((time.process_time() - started_cpu) * 1e3)
+    return statistics.median(walls), statistics.median(cpus) if cpu else None, size
 
 
 def fetcher(app: Flask, url: str) -> Callable[[], bytes]:
@@ -140,8 +150,9 @@ def fetcher(app: Flask, url: str) -> Callable[[], bytes]:
     return get
 
 
-def row(label: str, ms: float, size: int) -> None:
-    print(f"{label:<58} {ms:9.2f} ms {size:10d} B")
+def row(label: str, ms: float, cpu_ms: float | None, size: int) -> None:
+    cpu = f"{cpu_ms:8.2f}" if cpu_ms is not None else "       -"
+    print(f"{label:<58} {ms:9.2f} ms {cpu} ms CPU {size:10d} B")
 
 
 def later_cursor(app: Flask, path: str, folder: str, pages: int) -> str:
@@ -160,11 +171,13 @@ def measure(name: str, data: Path, cache: Path, folder: str, pages: int) -> None
     for path, kind in (("/fits/images", "json"), ("/fits/", "html")):
         row(f"{name} {kind} first page, cold", *cold(data, cache, f"{path}?{base}"))
         app = make_app(data, cache)
-        ms, size = timed(fetcher(app, f"{path}?{base}"), REPEATS)
-        row(f"{name} {kind} first page, warm", ms, size)
+        row(
+            f"{name} {kind} first page, warm",
+            *timed(fetcher(app, f"{path}?{base}"), REPEATS),
+        )
         cursor = later_cursor(app, "/fits/images", folder, pages)
-        ms, size = timed(fetcher(app, f"{path}?{base}&cursor={cursor}"), REPEATS)
-        row(f"{name} {kind} page {pages + 1}, warm", ms, size)
+        later = f"{path}?{base}&cursor={cursor}"
+        row(f"{name} {kind} page {pages + 1}, warm", *timed(fetcher(app, later), REPEATS))
 
 
 def over_http(name: str, data: Path, cache: Path, folder: str, pages: int) -> None:
@@ -196,8 +209,14 @@ def over_http(name: str, data: Path, cache: Path, folder: str, pages: int) -> No
             return fetch
 
         base = f"dir={folder}&limit={LIMIT}"
-        row(f"{name} json first page, cold (HTTP)", *timed(get(f"/images?{base}"), 1))
-        row(f"{name} json first page, warm (HTTP)", *timed(get(f"/images?{base}"), REPEATS))
+        row(
+            f"{name} json first page, cold (HTTP)",
+            *timed(get(f"/images?{base}"), 1, cpu=False),
+        )
+        row(
+            f"{name} json first page, warm (HTTP)",
+            *timed(get(f"/images?{base}"), REPEATS, cpu=False),
+        )
         cursor = ""
         for _ in range(pages):
             query = base + (f"&cursor={cursor}" if cursor else "")
@@ -205,11 +224,15 @@ def over_http(name: str, data: Path, cache: Path, folder: str, pages: int) -> No
         later = f"{base}&cursor={cursor}"
         row(
             f"{name} json page {pages + 1}, warm (HTTP)",
-            *timed(get(f"/images?{later}"), REPEATS),
+            *timed(get(f"/images?{later}"), REPEATS, cpu=False),
         )
-        row(f"{name} html first page, warm (HTTP)", *timed(get(f"/?{base}"), REPEATS))
         row(
-            f"{name} html page {pages + 1}, warm (HTTP)", *timed(get(f"/?{later}"), REPEATS)
+            f"{name} html first page, warm (HTTP)",
+            *timed(get(f"/?{base}"), REPEATS, cpu=False),
+        )
+        row(
+            f"{name} html page {pages + 1}, warm (HTTP)",
+            *timed(get(f"/?{later}"), REPEATS, cpu=False),
         )
     finally:
         server.terminate()
@@ -240,8 +263,8 @@ def main() -> None:
         over_http("tree f050 (1 000 files)", tree, cache, "f050", 9)
         over_http("flat (100 000 files)", flat, cache, "", 500)
     if args.old:
-        ms, size = timed(fetcher(make_app(tree, cache), "/fits/images"), 1)
-        row("old /images, whole tree (100 000 files)", ms, size)
+        old = timed(fetcher(make_app(tree, cache), "/fits/images"), 1)
+        row("old /images, whole tree (100 000 files)", *old)
 
 
 if __name__ == "__main__":

@@ -262,8 +262,8 @@ def scan_folder(path: str, is_image_name: Callable[[str], bool]) -> FolderScan:
             (folders if is_dir else others).append(entry.name)
     return FolderScan(
         signature,
-        sorted(name for name in folders if not name.startswith(".")),
-        sorted(name for name in others if not name.startswith(".") and is_image_name(name)),
+        [name for name in folders if not name.startswith(".")],
+        [name for name in others if not name.startswith(".") and is_image_name(name)],
     )
 
 
