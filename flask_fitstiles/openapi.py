@@ -216,9 +216,14 @@ _HTML = {"text/html": {"schema": {"type": "string"}}}
 _LISTING_PARAMETERS = [
     _query(name, description, schema) for name, description, schema in LISTING_PARAMETERS
 ]
+_URI_TOO_LONG = {
+    "description": "the request line is longer than the HTTP server accepts "
+    "(gunicorn: 4094 bytes by default); answered by the HTTP server itself"
+}
 _LISTING_ERRORS = {
     "400": _error("a malformed dir, limit or cursor (loc names it)"),
     "404": _error("no such folder, or a name that leads outside the data folder"),
+    "414": _URI_TOO_LONG,
 }
 
 
@@ -290,10 +295,7 @@ def openapi_document(
                 }
             },
         },
-        "414": {
-            "description": "the request line is longer than the HTTP server accepts "
-            "(gunicorn: 4094 bytes by default); answered by the HTTP server itself"
-        },
+        "414": _URI_TOO_LONG,
         "500": _error("an unexpected server error (logged; no detail shown)"),
     }
     paths: dict[str, Any] = {
