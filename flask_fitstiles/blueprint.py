@@ -4,8 +4,11 @@ Endpoints, relative to the mount's ``url_prefix``:
 
 - ``GET /iip?FIF=...&...``: the IIP protocol (tiles, regions, image
   information, pixel values, profiles); without FIF, a short HTML page.
-- ``GET /images``: JSON list of the images of the data folder.
-- ``GET /``: HTML page listing the images.
+- ``GET /images``: JSON list of the images of the data folder; with ``dir``,
+  ``limit`` or ``cursor``, one page of one folder (sub-folders and images).
+- ``GET /``: HTML page that browses the data folder, folder by folder, one page
+  at a time, with thumbnails of the prepared images (unless FITSTILES_INDEX is
+  off); it never prepares an image and carries a Content-Security-Policy.
 - ``GET /viewer?FIF=...``: the viewer page of one image, and under
   ``/viewer/static/`` and ``/viewer/leaflet/`` the files it loads (see
   :mod:`flask_fitstiles.viewer`; off with FITSTILES_VIEWER).
@@ -25,14 +28,17 @@ from __future__ import annotations
 import json
 import logging
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import quote
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app, render_template, request, url_for
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
+from .browse import encode_cursor, parse_listing_query
+from .core.listing import FolderPage
 from .errors import BadParameterError, FitsTilesError, ImageBusyError
 from .iip import IIPRequest, parse_iip_query
+from .indexpage import index_context
+from .models import FolderEntryModel, FolderPageModel, ImageEntryModel
 from .openapi import openapi_json
 from .viewer import leaflet_file, static_file, viewer
 
@@ -48,6 +54,8 @@ _JSON = "application/json"
 _OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
 _ALLOW = "GET, HEAD, OPTIONS"
 _COMMANDS = "INFO, obj, JTL=z,n, RGN=x1,y1:x2,y2 (with BIN), VAL=x,y or PFL=x1,y1:x2,y2"
+# The pages load nothing but their own origin's files: no inline script or style.
+PAGE_CSP = "default-src 'self'"
 
 
 def _state() -> FitsTilesState:
@@ -151,6 +159,7 @@ def _service_page() -> Response:
     state = _state()
     images_url = url_for(f"{request.blueprint}.images")
     index_url = url_for(f"{request.blueprint}.index")
+    index_link = f'<a href="{escape(index_url)}">list</a>, ' if state.settings.index else ""
     body = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>FITS tile service</title></head>
 <body>
@@ -168,8 +177,7 @@ rendering with CHAN, MINMAX, MIX, CMP, INV, BRT, CNT, GAM, QLT</li>
 <li><code>?FIF=image.fits&amp;VAL=x,y</code>: pixel values (JSON)</li>
 <li><code>?FIF=image.fits&amp;PFL=x1,y1:x2,y2</code>: profile along a line (JSON)</li>
 </ul>
-<p>The images: <a href="{escape(index_url)}">list</a>,
-<a href="{escape(images_url)}">JSON</a>.</p>
+<p>The images: {index_link}<a href="{escape(images_url)}">JSON</a>.</p>
 </body></html>
 """
     return Response(body, mimetype="text/html")
@@ -179,14 +187,38 @@ rendering with CHAN, MINMAX, MIX, CMP, INV, BRT, CNT, GAM, QLT</li>
 
 
 def images() -> Response:
-    """Return the JSON list of the images of the data folder.
+    """Return the images of the data folder: all of them, or one page of one folder.
 
     Returns
     -------
     response : flask.Response
-        ``[{"name": ..., "size": ..., "prepared": ...}, ...]``.
+        Without ``dir``, ``limit`` and ``cursor``: the flat list of every image
+        of the tree, ``[{"name", "size", "prepared"}, ...]``. With any of them:
+        a ``FolderPageModel`` (sub-folders, images, ``next_cursor``).
     """
-    return _json(json.dumps(_state().registry.list_images()))
+    query = parse_listing_query(request.args.items(multi=True))
+    registry = _state().registry
+    if not query.paged:
+        return _json(json.dumps(registry.list_images()))
+    page = registry.list_folder(query.dir, query.after, query.limit)
+    return _json(_page_model(page).model_dump_json())
+
+
+def _page_model(page: FolderPage) -> FolderPageModel:
+    return FolderPageModel(
+        dir=page.dir,
+        parent=page.parent,
+        folders=[FolderEntryModel(name=name) for name in page.folders],
+        images=[
+            ImageEntryModel(name=image.name, size=image.size, prepared=image.prepared)
+            for image in page.images
+        ],
+        next_cursor=(
+            encode_cursor(page.dir, page.next_position)
+            if page.next_position is not None
+            else None
+        ),
+    )
 
 
 def openapi() -> Response:
@@ -204,7 +236,11 @@ def openapi() -> Response:
     settings = state.settings
     return _json(
         openapi_json(
-            server_url, version=__version__, stats=settings.stats, viewer=settings.viewer
+            server_url,
+            version=__version__,
+            stats=settings.stats,
+            viewer=settings.viewer,
+            index=settings.index,
         )
     )
 
@@ -225,40 +261,29 @@ def stats() -> Response:
 
 
 def index() -> Response:
-    """Return an HTML page that lists the images, with links to their information.
+    """Return the HTML page that browses one folder of the data folder, one page at a time.
+
+    Takes the query of ``/images`` (``dir``, ``limit``, ``cursor``). Folders
+    link to their own listing; images link to the viewer and show the coarsest
+    tile as a thumbnail if they are prepared (the page never prepares one).
 
     Returns
     -------
     response : flask.Response
-        HTML page.
+        HTML page with a Content-Security-Policy, or a JSON 404 if the page is
+        disabled (FITSTILES_INDEX).
     """
     state = _state()
-    iip_url = url_for(f"{request.blueprint}.iip")
-    rows = []
-    for image in state.registry.list_images():
-        name = image["name"]
-        link = escape(f"{iip_url}?FIF={quote(name, safe='/')}")
-        rows.append(
-            f'<tr><td><a href="{link}&amp;INFO">{escape(name)}</a></td>'
-            f'<td style="text-align:right">{image["size"] / 2**20:.1f} MiB</td>'
-            f'<td><a href="{link}&amp;obj">header</a></td>'
-            f'<td><a href="{link}&amp;JTL=0,0">preview</a></td>'
-            f"<td>{'prepared' if image['prepared'] else 'not prepared yet'}</td></tr>"
-        )
-    table = "\n".join(rows) or '<tr><td colspan="5">No FITS image in the folder.</td></tr>'
-    body = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>FITS images</title></head>
-<body>
-<h1>FITS images</h1>
-<table>
-<tr><th>image</th><th>size</th><th></th><th></th><th></th></tr>
-{table}
-</table>
-<p>Served by the <a href="{escape(iip_url)}">IIP endpoint</a>; point an IIP client
-such as VisiOmatic at <code>{escape(iip_url)}?FIF=&lt;image&gt;</code>.</p>
-</body></html>
-"""
-    return Response(body, mimetype="text/html")
+    if not state.settings.index:
+        return not_found()
+    query = parse_listing_query(request.args.items(multi=True))
+    page = state.registry.list_folder(query.dir, query.after, query.limit)
+    response = Response(
+        render_template("fitstiles/index.html", **index_context(query, page)),
+        mimetype="text/html",
+    )
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    return response
 
 
 def not_found(path: str = "") -> Response:
@@ -405,7 +430,15 @@ def make_blueprint(name: str) -> Blueprint:
     blueprint : flask.Blueprint
         Blueprint with the views and the error handlers.
     """
-    bp = Blueprint(name, __name__, template_folder="templates")
+    # Not "/static": mounted at the site root, the app's own static route would
+    # shadow it.
+    bp = Blueprint(
+        name,
+        __name__,
+        static_folder="static",
+        static_url_path="/fitstiles-static",
+        template_folder="templates",
+    )
     for rule, endpoint, view in (
         ("/iip", "iip", iip),
         ("/images", "images", images),

@@ -12,6 +12,7 @@ __all__ = [
     "BadFitsError",
     "BadParameterError",
     "FitsTilesError",
+    "FolderNotFoundError",
     "ImageBusyError",
     "ImageNotFoundError",
     "RegionTooLargeError",
@@ -61,6 +62,13 @@ class RegionTooLargeError(BadParameterError, IndexError):
 
 class ImageNotFoundError(FitsTilesError, FileNotFoundError):
     """No image by that name inside the data folder (404)."""
+
+    status = 404
+    error_type = "not_found"
+
+
+class FolderNotFoundError(FitsTilesError, FileNotFoundError):
+    """No folder by that name inside the data folder (404)."""
 
     status = 404
     error_type = "not_found"

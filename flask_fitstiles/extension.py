@@ -80,6 +80,9 @@ class FitsTilesSettings:
         (else they are a JSON 404), for sites that bring their own client.
     stats : bool
         Whether the ``stats`` endpoint answers (else it is a 404).
+    index : bool
+        Whether the index page (``GET <prefix>/``) answers (else it is a JSON
+        404), for sites that bring their own client.
     secret_key : str or bytes or None
         Key that signs the prepared pickles (None: a random key kept in the
         cache folder); never shown in reprs or messages.
@@ -103,6 +106,7 @@ class FitsTilesSettings:
     max_cached_images: int = 0
     viewer: bool = True
     stats: bool = True
+    index: bool = True
     secret_key: str | bytes | None = field(default=None, repr=False)
 
 
@@ -271,6 +275,7 @@ _SETTINGS: Mapping[str, tuple[Any, Callable[[Any, str], Any]]] = {
     "max_cached_images": (0, _int_in(0, math.inf)),
     "viewer": (True, _flag),
     "stats": (True, _flag),
+    "index": (True, _flag),
     "secret_key": (None, _secret),
 }
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, WithJsonSchema
+from pydantic import BaseModel, Field, WithJsonSchema
 
 # A free-form FITS header: the seed's schema says just "object".
 Header = Annotated[dict[str, Any], WithJsonSchema({"title": "Header", "type": "object"})]
 
 __all__ = [
+    "FolderEntryModel",
+    "FolderPageModel",
+    "ImageEntryModel",
     "ImageModel",
     "PixelModel",
     "PixelValueModel",
@@ -151,3 +154,57 @@ class TiledModel(BaseModel):
     quality: int
     header: Header
     images: list[ImageModel]
+
+
+class ImageEntryModel(BaseModel):
+    """One image of a listing (``/images``).
+
+    Parameters
+    ----------
+    name : str
+        Path relative to the data folder: the ``FIF`` value of the image.
+    size : int
+        File size in bytes.
+    prepared : bool
+        Whether a fresh prepared copy exists (no preparation is needed).
+    """
+
+    name: str = Field(description="FIF value of the image")
+    size: int = Field(ge=0, description="file size in bytes")
+    prepared: bool = Field(description="whether a fresh prepared copy exists")
+
+
+class FolderEntryModel(BaseModel):
+    """One sub-folder of a listing page.
+
+    Parameters
+    ----------
+    name : str
+        Path relative to the data folder: the ``dir`` value that lists it.
+    """
+
+    name: str = Field(description="dir value of the folder")
+
+
+class FolderPageModel(BaseModel):
+    """One page of the listing of one folder (``/images`` with dir, limit or cursor).
+
+    Parameters
+    ----------
+    dir : str
+        The folder listed, relative to the data folder (``""``: the data folder).
+    parent : str or None
+        Its parent folder (the ``dir`` value that lists it); None for the data folder.
+    folders : list[FolderEntryModel]
+        Sub-folders on this page, sorted by name; they come before the images.
+    images : list[ImageEntryModel]
+        Images on this page, sorted by name.
+    next_cursor : str or None
+        ``cursor`` value of the next page; None on the last page.
+    """
+
+    dir: str
+    parent: str | None
+    folders: list[FolderEntryModel]
+    images: list[ImageEntryModel]
+    next_cursor: str | None

@@ -17,8 +17,15 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from .browse import LISTING_PARAMETERS
 from .iip import MAX_REPEATS, MAX_VALUE_LENGTH
-from .models import PixelValueModel, ProfileModel, TiledModel
+from .models import (
+    FolderPageModel,
+    ImageEntryModel,
+    PixelValueModel,
+    ProfileModel,
+    TiledModel,
+)
 
 __all__ = ["openapi_document", "openapi_json"]
 
@@ -152,20 +159,6 @@ _ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 
-_IMAGE_ENTRY_SCHEMA: dict[str, Any] = {
-    "title": "ImageEntryModel",
-    "type": "object",
-    "required": ["name", "size", "prepared"],
-    "properties": {
-        "name": {"type": "string", "description": "FIF value of the image"},
-        "size": {"type": "integer", "minimum": 0, "description": "file size in bytes"},
-        "prepared": {
-            "type": "boolean",
-            "description": "whether a fresh prepared copy exists",
-        },
-    },
-}
-
 _COUNT = {"type": "integer", "minimum": 0}
 
 _STATS_SCHEMA: dict[str, Any] = {
@@ -220,13 +213,31 @@ def _error(description: str) -> dict[str, Any]:
 
 _HTML = {"text/html": {"schema": {"type": "string"}}}
 
+_LISTING_PARAMETERS = [
+    _query(name, description, schema) for name, description, schema in LISTING_PARAMETERS
+]
+_URI_TOO_LONG = {
+    "description": "the request line is longer than the HTTP server accepts "
+    "(gunicorn: 4094 bytes by default); answered by the HTTP server itself"
+}
+_LISTING_ERRORS = {
+    "400": _error("a malformed dir, limit or cursor (loc names it)"),
+    "404": _error("no such folder, or a name that leads outside the data folder"),
+    "414": _URI_TOO_LONG,
+}
+
 
 def _get(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"get": {"summary": summary, **extra, "responses": responses}}
 
 
 def openapi_document(
-    server_url: str = "/", *, version: str = "", stats: bool = True, viewer: bool = True
+    server_url: str = "/",
+    *,
+    version: str = "",
+    stats: bool = True,
+    viewer: bool = True,
+    index: bool = True,
 ) -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of one mount of the service.
 
@@ -240,6 +251,8 @@ def openapi_document(
         Whether the ``/stats`` endpoint is documented (it is enabled).
     viewer : bool, optional
         Whether the ``/viewer`` page is documented (it is enabled).
+    index : bool, optional
+        Whether the index page ``/`` is documented (it is enabled).
 
     Returns
     -------
@@ -251,12 +264,13 @@ def openapi_document(
             (TiledModel, "serialization"),
             (PixelValueModel, "serialization"),
             (ProfileModel, "serialization"),
+            (ImageEntryModel, "serialization"),
+            (FolderPageModel, "serialization"),
         ],
         ref_template=_REF,
     )
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
     schemas["ErrorModel"] = _ERROR_SCHEMA
-    schemas["ImageEntryModel"] = _IMAGE_ENTRY_SCHEMA
     if stats:
         schemas["StatsModel"] = _STATS_SCHEMA
     json_answer = {
@@ -288,10 +302,7 @@ def openapi_document(
                 }
             },
         },
-        "414": {
-            "description": "the request line is longer than the HTTP server accepts "
-            "(gunicorn: 4094 bytes by default); answered by the HTTP server itself"
-        },
+        "414": _URI_TOO_LONG,
         "500": _error("an unexpected server error (logged; no detail shown)"),
     }
     paths: dict[str, Any] = {
@@ -304,26 +315,32 @@ def openapi_document(
             parameters=_IIP_PARAMETERS,
         ),
         "/images": _get(
-            "The FITS images of the data folder",
+            "The FITS images of the data folder: all at once, or a folder by pages",
             {
                 "200": {
-                    "description": "one entry per image, sorted by name",
+                    "description": "without dir, limit and cursor: one entry per image "
+                    "of the whole tree, sorted by name; with any of them: one page of "
+                    "one folder (sub-folders first, then images, each sorted by name)",
                     "content": {
                         "application/json": {
                             "schema": {
-                                "type": "array",
-                                "items": {"$ref": _REF.format(model="ImageEntryModel")},
+                                "anyOf": [
+                                    {
+                                        "type": "array",
+                                        "items": {
+                                            "$ref": _REF.format(model="ImageEntryModel")
+                                        },
+                                    },
+                                    {"$ref": _REF.format(model="FolderPageModel")},
+                                ]
                             }
                         }
                     },
-                }
+                },
+                **_LISTING_ERRORS,
             },
             operationId="images",
-        ),
-        "/": _get(
-            "HTML page listing the images",
-            {"200": {"description": "HTML page", "content": _HTML}},
-            operationId="index",
+            parameters=_LISTING_PARAMETERS,
         ),
         "/openapi.json": _get(
             "This document",
@@ -336,6 +353,13 @@ def openapi_document(
             operationId="openapi",
         ),
     }
+    if index:
+        paths["/"] = _get(
+            "HTML page that browses the data folder, folder by folder, by pages",
+            {"200": {"description": "HTML page", "content": _HTML}, **_LISTING_ERRORS},
+            operationId="index",
+            parameters=_LISTING_PARAMETERS,
+        )
     if stats:
         paths["/stats"] = _get(
             "Cache figures of the worker process that answers",
@@ -387,7 +411,12 @@ def openapi_document(
 
 @lru_cache(maxsize=64)
 def openapi_json(
-    server_url: str = "/", *, version: str = "", stats: bool = True, viewer: bool = True
+    server_url: str = "/",
+    *,
+    version: str = "",
+    stats: bool = True,
+    viewer: bool = True,
+    index: bool = True,
 ) -> str:
     """Return :func:`openapi_document` as JSON text (memoized).
 
@@ -401,6 +430,8 @@ def openapi_json(
         Whether the ``/stats`` endpoint is documented.
     viewer : bool, optional
         Whether the ``/viewer`` page is documented.
+    index : bool, optional
+        Whether the index page is documented.
 
     Returns
     -------
@@ -408,5 +439,7 @@ def openapi_json(
         The document as JSON.
     """
     return json.dumps(
-        openapi_document(server_url, version=version, stats=stats, viewer=viewer)
+        openapi_document(
+            server_url, version=version, stats=stats, viewer=viewer, index=index
+        )
     )

@@ -28,6 +28,7 @@ from filelock import Timeout as LockTimeout
 
 from .core import pyramid, render
 from .core.cachefiles import (
+    SourceStamp,
     aside,
     get_cache_dir,
     get_data_filename,
@@ -36,6 +37,7 @@ from .core.cachefiles import (
     get_tiles_filename,
     remove_leftovers,
     unlink_quietly,
+    write_source_stamp,
 )
 from .core.image import Image, find_image_hdus, header_to_dict
 from .core.mapped import FileMap
@@ -586,6 +588,16 @@ class Tiled:
         except BaseException:
             unlink_quietly(temp)
             raise
+        # After the pickle: a stamp never claims a pickle that is not there yet.
+        try:
+            write_source_stamp(self.object_filename, self.source_stamp, self._secret_key)
+        except OSError as error:
+            logger.warning("no source stamp for %s: %s", self.image_name, error)
+
+    @property
+    def source_stamp(self) -> SourceStamp:
+        """What the image was prepared from: format version, source size and mtime."""
+        return SourceStamp(FORMAT_VERSION, self.source_size, self.source_mtime_ns)
 
     # -- pixel access ------------------------------------------------------------------
 

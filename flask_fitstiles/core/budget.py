@@ -3,7 +3,8 @@
 A prepared image is three files that share one prefix (see
 :func:`~flask_fitstiles.tiled.get_object_filename` and friends): ``<prefix>.pkl``
 (the signed pickle), ``<prefix>.data.f32`` (the frame) and ``<prefix>.tiles.f32``
-(the reduced levels). Its preparation is guarded by the inter-process lock
+(the reduced levels), with a small ``<prefix>.src`` (the source stamp that
+listings read) that goes with them. Its preparation is guarded by the inter-process lock
 ``<prefix>.pkl.lock``; an interrupted preparation leaves files named
 ``<file>.tmp-<pid>-<hex>`` behind.
 
@@ -52,7 +53,8 @@ _BUDGET_LOCK_WAIT = 10.0
 
 # <stem>-<20 hex digits>.<kind>[.tmp-...]: the names tiled.py gives the files.
 _FILE_RE = re.compile(
-    r"(?P<prefix>.+-[0-9a-f]{20})(?P<kind>\.pkl|\.data\.f32|\.tiles\.f32)(?P<tmp>\.tmp-.+)?"
+    r"(?P<prefix>.+-[0-9a-f]{20})"
+    r"(?P<kind>\.pkl|\.data\.f32|\.tiles\.f32|\.src)(?P<tmp>\.tmp-.+)?"
 )
 
 

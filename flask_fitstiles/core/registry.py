@@ -38,9 +38,17 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from ..errors import BadFitsError, ImageBusyError, ImageNotFoundError
-from ..tiled import Tiled, get_object_filename, get_prepared, pickledTiled
-from . import budget
+from ..errors import BadFitsError, FolderNotFoundError, ImageBusyError, ImageNotFoundError
+from ..tiled import (
+    FORMAT_VERSION,
+    Tiled,
+    get_object_filename,
+    get_prepared,
+    pickledTiled,
+)
+from . import budget, listing
+from .cachefiles import SourceStamp, get_prefix, read_source_stamp, write_source_stamp
+from .signing import find_secret_key
 from .tilecache import TileCache
 
 __all__ = ["FITS_SUFFIXES", "TOUCH_SECONDS", "ImageRegistry", "is_fits_name"]
@@ -96,6 +104,7 @@ class _ProcessState:
     tile_cache: TileCache
     failures: LRUCache[Hashable, tuple[str, tuple[str, ...]]]
     prepared: LRUCache[_Key, tuple[tuple[int, ...], bool]]
+    folders: listing.FolderScans
     # When each open image was last marked as used (time.monotonic()).
     touched: dict[_Key, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -208,6 +217,7 @@ class ImageRegistry:
                     tile_cache=TileCache(self.tile_cache_bytes),
                     failures=LRUCache(maxsize=_MAX_FAILURES),
                     prepared=LRUCache(maxsize=_MAX_PREPARED_MEMO),
+                    folders=listing.FolderScans(is_fits_name),
                 )
                 self._state = state
             return state
@@ -406,6 +416,7 @@ class ImageRegistry:
                     "%s was evicted while loading; loading it again", tiled.image_name
                 )
                 continue
+            self._heal_stamp(tiled)
             if self.max_cached_images:
                 budget.touch(tiled.object_filename)
                 try:
@@ -418,6 +429,24 @@ class ImageRegistry:
                     logger.warning("could not keep the cache folder's budget: %s", error)
             return tiled
         raise self._busy(key[0])
+
+    def _heal_stamp(self, tiled: Tiled) -> None:
+        """Give a loaded image its source stamp if it lacks it (prepared before stamps)."""
+        key = self._stamp_key()
+        prefix = budget.prefix_of(tiled.object_filename)
+        if (
+            key is None
+            or read_source_stamp(self.cache_dir, prefix, key) == tiled.source_stamp
+        ):
+            return
+        try:
+            write_source_stamp(tiled.object_filename, tiled.source_stamp, key)
+        except OSError as error:
+            logger.warning("no source stamp for %s: %s", tiled.image_name, error)
+
+    def _stamp_key(self) -> bytes | None:
+        """Return the pickles' key if it exists (read each time: it may appear later)."""
+        return find_secret_key(os.fspath(self.cache_dir), self._secret_key)
 
     def _load_once(self, state: _ProcessState, key: _Key, wait: float) -> Tiled:
         """Load (or prepare) one image; remember files that cannot be served."""
@@ -504,6 +533,87 @@ class ImageRegistry:
         with state.lock:
             state.prepared[key] = (stamp, prepared)
         return prepared
+
+    def is_listed_prepared(
+        self, real_path: str, source: os.stat_result, key: bytes | None
+    ) -> bool:
+        """Tell cheaply whether an image (whole file) is prepared, for listings.
+
+        One read of the image's source stamp (a few bytes, with its HMAC) and
+        one stat of its pickle, compared with the source's stat: no pickle is
+        read. Nothing is written.
+
+        Parameters
+        ----------
+        real_path : str
+            Real path of the image.
+        source : os.stat_result
+            Its stat.
+        key : bytes or None
+            The pickles' key (None: there is none yet, nothing is prepared).
+
+        Returns
+        -------
+        prepared : bool
+            True if a stamp made with ``key`` matches the source's size and
+            mtime and the format version, and the pickle is there.
+        """
+        if key is None:
+            return False
+        prefix = get_prefix(real_path, None, self.tile_size)
+        stamp = read_source_stamp(self.cache_dir, prefix, key)
+        if stamp != SourceStamp(FORMAT_VERSION, source.st_size, source.st_mtime_ns):
+            return False
+        return os.path.exists(os.path.join(self.cache_dir, prefix + ".pkl"))
+
+    def list_folder(
+        self, folder: str, after: listing.Position | None = None, limit: int = 100
+    ) -> listing.FolderPage:
+        """Return one page of a folder of the data folder: sub-folders, then images.
+
+        The cost is that of the page: the folder's names are read once per
+        process and kept until it changes; each entry of the page costs an
+        lstat and :meth:`is_listed_prepared`. Nothing is prepared, nothing
+        written.
+
+        Parameters
+        ----------
+        folder : str
+            Client-given folder relative to the data folder (``""``: the root),
+            confined like image names.
+        after : Position, optional
+            Last entry of the previous page (``page.next_position``).
+        limit : int, optional
+            Most entries on the page.
+
+        Returns
+        -------
+        page : FolderPage
+            The page.
+
+        Raises
+        ------
+        BadParameterError
+            If the folder name is malformed.
+        FolderNotFoundError
+            If there is no such folder inside the data folder.
+        """
+        root = os.fspath(self.data_dir)
+        path = listing.resolve_folder(root, folder)
+        try:
+            scan = self._process_state().folders.get(path)
+        except OSError:
+            # Removed (or made unreadable) since it was resolved.
+            raise FolderNotFoundError(
+                "that folder can no longer be read; list its parent again",
+                ("query", "dir"),
+            ) from None
+        key = self._stamp_key()
+
+        def prepared(real: str, info: os.stat_result) -> bool:
+            return self.is_listed_prepared(real, info, key)
+
+        return listing.read_page(root, folder, path, scan, after, limit, prepared)
 
     def stats(self) -> dict[str, Any]:
         """Return figures about this process's caches (for monitoring).

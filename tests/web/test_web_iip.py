@@ -560,8 +560,10 @@ def test_index_page(client: FlaskClient) -> None:
     page = client.get(f"{PREFIX}/")
     assert page.status_code == 200 and page.mimetype == "text/html"
     text = page.get_data(as_text=True)
-    for name in LISTED:
+    for name in LISTED - {"sub/deep.fits"}:
+        assert f'href="{PREFIX}/viewer?FIF={name}"' in text
         assert f"FIF={name}&amp;INFO" in text
+    assert f'href="{PREFIX}/?dir=sub"' in text
     assert "outside" not in text and ".hidden" not in text
 
 
