@@ -40,7 +40,7 @@ from .iip import IIPRequest, parse_iip_query
 from .indexpage import index_context
 from .models import FolderEntryModel, FolderPageModel, ImageEntryModel
 from .openapi import openapi_json
-from .viewer import leaflet_file, static_file, viewer
+from .viewer import CONTENT_SECURITY_POLICY, leaflet_file, static_file, viewer
 
 if TYPE_CHECKING:
     from .extension import FitsTilesState
@@ -54,8 +54,6 @@ _JSON = "application/json"
 _OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
 _ALLOW = "GET, HEAD, OPTIONS"
 _COMMANDS = "INFO, obj, JTL=z,n, RGN=x1,y1:x2,y2 (with BIN), VAL=x,y or PFL=x1,y1:x2,y2"
-# The pages load nothing but their own origin's files: no inline script or style.
-PAGE_CSP = "default-src 'self'"
 
 
 def _state() -> FitsTilesState:
@@ -279,10 +277,12 @@ def index() -> Response:
     query = parse_listing_query(request.args.items(multi=True))
     page = state.registry.list_folder(query.dir, query.after, query.limit)
     response = Response(
-        render_template("fitstiles/index.html", **index_context(query, page)),
+        render_template(
+            "fitstiles/index.html", **index_context(query, page, state.settings.viewer)
+        ),
         mimetype="text/html",
     )
-    response.headers["Content-Security-Policy"] = PAGE_CSP
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     return response
 
 

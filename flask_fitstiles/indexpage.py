@@ -20,7 +20,9 @@ from .core.listing import FolderPage
 __all__ = ["index_context"]
 
 
-def index_context(query: ListingQuery, page: FolderPage) -> dict[str, Any]:
+def index_context(
+    query: ListingQuery, page: FolderPage, viewer_enabled: bool = True
+) -> dict[str, Any]:
     """Return the labels and links of the index page of one page of a folder.
 
     Call it while handling the request (it builds URLs with ``url_for`` for the
@@ -32,6 +34,8 @@ def index_context(query: ListingQuery, page: FolderPage) -> dict[str, Any]:
         The parsed query of the page.
     page : FolderPage
         The page of the folder.
+    viewer_enabled : bool, optional
+        Whether the mount serves the viewer (else names link to INFO).
 
     Returns
     -------
@@ -41,8 +45,9 @@ def index_context(query: ListingQuery, page: FolderPage) -> dict[str, Any]:
     blueprint = request.blueprint
     index_url = url_for(f"{blueprint}.index")
     iip_url = url_for(f"{blueprint}.iip")
-    # The viewer lives next to the index, under the same prefix.
-    viewer_url = index_url.rstrip("/") + "/viewer"
+    # Names link to the viewer, or to the image's information where the site
+    # turned the viewer off (FITSTILES_VIEWER).
+    viewer_url = url_for(f"{blueprint}.viewer") if viewer_enabled else None
     # A limit the visitor chose follows them from page to page and folder to folder.
     extra = {"limit": str(query.limit)} if query.limit != DEFAULT_LIMIT else {}
 
@@ -63,7 +68,11 @@ def index_context(query: ListingQuery, page: FolderPage) -> dict[str, Any]:
             "label": image.name.rpartition("/")[2],
             "size": _human_size(image.size),
             "prepared": image.prepared,
-            "viewer_url": image_url(viewer_url, image.name, ""),
+            "viewer_url": (
+                image_url(viewer_url, image.name, "")
+                if viewer_url
+                else image_url(iip_url, image.name, "&INFO")
+            ),
             "info_url": image_url(iip_url, image.name, "&INFO"),
             # The coarsest tile: only for prepared images, which it does not prepare.
             "thumb_url": (

@@ -27,6 +27,7 @@ from flask_fitstiles import tiled as tiled_module
 from flask_fitstiles.browse import encode_cursor
 from flask_fitstiles.core import listing as listing_module
 from flask_fitstiles.core import registry as registry_module
+from flask_fitstiles.viewer import CONTENT_SECURITY_POLICY
 from tests.web.webtools import PREFIX, Library, make_app, small_image
 
 TREE_FOLDERS = ["Gamma", "a b&c#d", "alpha", "beta"]
@@ -436,8 +437,10 @@ def test_index_page_links_and_pages(tmp_path: Path) -> None:
     client = tree_app(data, cache).test_client()
     response = client.get(f"{PREFIX}/?limit=25")
     assert response.status_code == 200 and response.mimetype == "text/html"
-    policy = response.headers["Content-Security-Policy"]
-    assert policy.startswith("default-src 'self'") and "unsafe" not in policy
+    # The viewer's policy: nothing but the mount's own origin.
+    assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert CONTENT_SECURITY_POLICY.startswith("default-src 'self'")
+    assert "unsafe" not in CONTENT_SECURITY_POLICY
     text = response.get_data(as_text=True)
     # No inline script or style: the page works under its own policy.
     assert "<script" not in text and "<style" not in text and "style=" not in text
@@ -463,6 +466,15 @@ def test_index_page_links_and_pages(tmp_path: Path) -> None:
     assert "x y&amp;z.fits" in sub
     deeper = client.get(f"{PREFIX}/?dir=alpha/inner").get_data(as_text=True)
     assert f'href="{PREFIX}/?dir=alpha" rel="up"' in deeper
+
+
+def test_index_links_to_information_when_the_viewer_is_off(tmp_path: Path) -> None:
+    data, cache = make_tree(tmp_path)
+    client = tree_app(data, cache, viewer=False).test_client()
+    text = client.get(f"{PREFIX}/").get_data(as_text=True)
+    links = [html.unescape(h) for h in HREF_RE.findall(text)]
+    assert "/viewer" not in text
+    assert f"{PREFIX}/iip?FIF=img000.fits&INFO" in links
 
 
 def test_index_under_two_mounts(tmp_path: Path, library: Library) -> None:
