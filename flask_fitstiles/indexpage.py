@@ -87,6 +87,8 @@ def index_context(
     return {
         "title": f"FITS images: {page.dir or 'data folder'}",
         "css_url": url_for(f"{blueprint}.static", filename="index.css"),
+        # Else the browser asks the site for /favicon.ico, which it may not have.
+        "icon_url": url_for(f"{blueprint}.static", filename="favicon.svg"),
         "crumbs": crumbs,
         "parent_url": listing(page.parent) if page.parent is not None else None,
         "folders": [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,20 @@ def test_a_stripe_that_splits_a_pair_is_refused(tmp_path: Path) -> None:
                 sink(0, 2, np.zeros((1, 2, 4), dtype=np.float32))
     finally:
         os.close(fd)
+
+
+def test_downsample2x2_allocates_its_output_when_none_is_given() -> None:
+    rng = np.random.default_rng(4)
+    block = rng.normal(0.0, 1.0, (2, 6, 8)).astype(np.float32)
+    block[0, 0:2, 0:2] = np.nan  # a cell with no valid pixel
+    block[1, 2, 3] = np.nan  # a cell with three
+    mean = pyramid.downsample2x2(block)
+    assert mean.dtype == np.float32 and mean.shape == (2, 3, 4)
+    given = np.empty((2, 3, 4), dtype=np.float32)
+    assert_array_equal(pyramid.downsample2x2(block, given), mean)
+    cells = block.reshape(2, 3, 2, 4, 2).transpose(0, 1, 3, 2, 4).reshape(2, 3, 4, 4)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the all-blank cell
+        expected = np.nanmean(cells.astype(np.float64), axis=-1)
+    np.testing.assert_allclose(mean, expected, rtol=1e-6, atol=1e-7)
+    assert np.isnan(mean[0, 0, 0])

@@ -447,6 +447,8 @@ def test_index_page_links_and_pages(tmp_path: Path) -> None:
     links = [html.unescape(h) for h in HREF_RE.findall(text)]
     css = next(link for link in links if link.endswith(".css"))
     assert static_status(client, css) == 200
+    icon = next(link for link in links if link.endswith(".svg"))
+    assert static_status(client, icon) == 200
     assert f"{PREFIX}/?dir=a+b%26c%23d&limit=25" in links
     assert f"{PREFIX}/viewer?FIF=img000.fits" in links
     # Follow the "next page" links: together the pages show every image once.

@@ -66,6 +66,44 @@ def test_resolve(library: Library) -> None:
         assert error.value.loc == ("query", "FIF")
 
 
+MALFORMED = (
+    "FIF must name an image by its path relative to the data folder, without '..', "
+    "hidden or empty components, backslashes or NUL; the images endpoint lists the names"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", MALFORMED),
+        ("small.fits\0", MALFORMED),
+        ("sub\\deep.fits", MALFORMED),
+        ("sub/../small.fits", MALFORMED),
+        ("sub//deep.fits", MALFORMED),
+        (
+            "nope.fits",
+            "no image 'nope.fits' in the data folder; the images endpoint lists the names",
+        ),
+        (
+            "d" * 200 + ".fits",
+            f"no image {'d' * registry_module._MAX_ECHO + '...'!r} in the data folder; "
+            "the images endpoint lists the names",
+        ),
+    ],
+)
+def test_resolve_messages(library: Library, name: str, message: str) -> None:
+    # A malformed name and a missing image are told apart; a long name is cut.
+    with pytest.raises(ImageNotFoundError) as error:
+        make_registry(library).resolve(name)
+    assert error.value.msg == message
+
+
+def test_echo_keeps_names_up_to_the_limit() -> None:
+    limit = registry_module._MAX_ECHO
+    assert registry_module._echo("a" * limit) == repr("a" * limit)
+    assert registry_module._echo("a" * (limit + 1)) == repr("a" * limit + "...")
+
+
 def test_sibling_folder_with_the_data_folder_name_is_outside(
     fresh_library: Library,
 ) -> None:
