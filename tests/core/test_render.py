@@ -212,13 +212,41 @@ def test_mono_levels_change_where_the_formula_says(x):
     assert raster[0, 0] == int(255.49 * x / 65535.0)
 
 
+def decoded(jpeg: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(jpeg)) as image:
+        return np.asarray(image)
+
+
 def test_render_jpeg_is_render_tile_then_encode_jpeg():
-    # Same defaults, same pixels: render_jpeg skips the numpy raster, nothing else.
+    # Same defaults, same pixels: render_jpeg skips the numpy raster, and encodes
+    # RGB with equal bands at 4:2:0, which decodes to the same pixels.
     tile, cuts = three_channel_tile(20, 30)
     for settings in ({}, {"channel": 2}, {"channel": 1, "colormap": "hot"}):
-        assert render_jpeg(tile, cuts, 90, **settings) == encode_jpeg(
-            render_tile(tile, cuts, **settings), 90
-        ), settings
+        direct = render_jpeg(tile, cuts, 90, **settings)
+        through = encode_jpeg(render_tile(tile, cuts, **settings), 90)
+        assert_array_equal(decoded(direct), decoded(through), str(settings))
+        assert (direct == through) == bool(settings), settings
+
+
+def test_equal_bands_are_encoded_at_420_with_the_same_pixels():
+    # Colour mode with equal weights gives grey RGB: its chroma is 128 everywhere,
+    # so 4:2:0 loses nothing and costs less; a real colour mix stays 4:4:4.
+    tile, cuts = three_channel_tile(64, 48)
+    grey_rgb = render_jpeg(tile, cuts, 95)
+    assert jpeg_sampling(grey_rgb) == [(2, 2), (1, 1), (1, 1)]
+    raster = render_tile(tile, cuts)
+    assert (raster[..., 0] == raster[..., 1]).all() and (
+        raster[..., 1] == raster[..., 2]
+    ).all()
+    assert_array_equal(decoded(grey_rgb), decoded(encode_jpeg(raster, 95)))
+    grey_mix = ((1, 0.5, 0.5, 0.5), (3, 0.5, 0.5, 0.5))
+    assert jpeg_sampling(render_jpeg(tile, cuts, 95, mix=grey_mix)) == [
+        (2, 2),
+        (1, 1),
+        (1, 1),
+    ]
+    colour_mix = ((1, 1.0, 0.5, 0.5), (3, 0.5, 0.5, 0.5))
+    assert jpeg_sampling(render_jpeg(tile, cuts, 95, mix=colour_mix)) == [(1, 1)] * 3
 
 
 def test_infinities_times_zero_contrast_are_blank_without_warnings():
