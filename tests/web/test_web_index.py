@@ -448,7 +448,7 @@ def test_index_page_links_and_pages(tmp_path: Path) -> None:
     css = next(link for link in links if link.endswith(".css"))
     assert static_status(client, css) == 200
     icon = next(link for link in links if link.endswith(".svg"))
-    assert static_status(client, icon) == 200
+    assert static_status(client, icon, "image/svg+xml") == 200
     assert f"{PREFIX}/?dir=a+b%26c%23d&limit=25" in links
     assert f"{PREFIX}/viewer?FIF=img000.fits" in links
     # Follow the "next page" links: together the pages show every image once.
@@ -504,10 +504,10 @@ def test_index_under_two_mounts(tmp_path: Path, library: Library) -> None:
     assert page_of(client, "/one/images?dir=alpha")["folders"] == [{"name": "alpha/inner"}]
 
 
-def static_status(client: FlaskClient, url: str) -> int:
+def static_status(client: FlaskClient, url: str, mimetype: str = "text/css") -> int:
     """GET a static file and close its answer (it is a file being streamed)."""
     with client.get(url) as response:
-        assert response.mimetype == "text/css"
+        assert response.mimetype == mimetype
         return response.status_code
 
 
