@@ -277,28 +277,24 @@ def test_scaling_is_single_precision():
 
 
 def test_work_buffers_are_reused_per_thread():
-    # The per-tile path allocates nothing once its buffers have grown.
-    first = render_module._scratch.get("test", (64, 64), np.float32)
-    assert np.shares_memory(first, render_module._scratch.get("test", (64, 64), np.float32))
-    assert np.shares_memory(first, render_module._scratch.get("test", (32, 16), np.uint8))
-    grown = render_module._scratch.get("test", (128, 128), np.float32)
+    # The per-tile path allocates nothing once its buffers have grown. A fresh
+    # set of buffers, as a new thread has (the module's own have a history).
+    scratch = render_module._Scratch()
+    first = scratch.get("test", (64, 64), np.float32)
+    assert np.shares_memory(first, scratch.get("test", (64, 64), np.float32))
+    assert np.shares_memory(first, scratch.get("test", (32, 16), np.uint8))
+    grown = scratch.get("test", (128, 128), np.float32)
     assert grown.shape == (128, 128) and not np.shares_memory(first, grown)
-    assert np.shares_memory(
-        grown, render_module._scratch.get("test", (128, 128), np.float32)
-    )
+    assert np.shares_memory(grown, scratch.get("test", (128, 128), np.float32))
     # The largest kept buffer is reused too; beyond it, a fresh array each time.
     limit = render_module._SCRATCH_MAX_BYTES // 4
-    kept = render_module._scratch.get("big", (limit,), np.float32)
-    assert np.shares_memory(kept, render_module._scratch.get("big", (limit,), np.float32))
-    over = render_module._scratch.get("big", (limit + 1,), np.float32)
-    assert not np.shares_memory(
-        over, render_module._scratch.get("big", (limit + 1,), np.float32)
-    )
+    kept = scratch.get("big", (limit,), np.float32)
+    assert np.shares_memory(kept, scratch.get("big", (limit,), np.float32))
+    over = scratch.get("big", (limit + 1,), np.float32)
+    assert not np.shares_memory(over, scratch.get("big", (limit + 1,), np.float32))
     # Other threads get buffers of their own.
     with ThreadPoolExecutor(1) as pool:
-        other = pool.submit(
-            render_module._scratch.get, "test", (64, 64), np.float32
-        ).result()
+        other = pool.submit(scratch.get, "test", (64, 64), np.float32).result()
     assert not np.shares_memory(first, other)
 
 
