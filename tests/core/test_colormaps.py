@@ -35,7 +35,9 @@ def test_every_entry_equals_opencv(name: str) -> None:
     assert_array_equal(lut, opencv_table(OPENCV_MAPS[name]))
     # Built again from the definitions, in this process (the module's tables
     # were built at import; mutation testing changes code after that).
-    assert_array_equal(colormaps._build_luts()[name], opencv_table(OPENCV_MAPS[name]))
+    rebuilt = colormaps._build_luts()[name]
+    assert rebuilt.dtype == np.uint8 and not rebuilt.flags.writeable
+    assert_array_equal(rebuilt, opencv_table(OPENCV_MAPS[name]))
 
 
 @pytest.mark.parametrize(
