@@ -59,3 +59,21 @@ def test_wheel_ships_py_typed_and_the_license(wheel_names: set[str]) -> None:
     assert not any(
         name.startswith(("tests/", "benchmarks/", "example_app/")) for name in wheel_names
     )
+
+
+def test_wheel_ships_the_static_files_and_the_templates(wheel_names: set[str]) -> None:
+    # The pages must work from an installed wheel, not only from the source tree.
+    package = ROOT / "flask_fitstiles"
+    expected = {
+        f"flask_fitstiles/{path.relative_to(package).as_posix()}"
+        for folder in ("static", "templates")
+        for path in (package / folder).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert {
+        "flask_fitstiles/templates/fitstiles/viewer.html",
+        "flask_fitstiles/templates/fitstiles/index.html",
+        "flask_fitstiles/static/viewer.js",
+        "flask_fitstiles/static/index.css",
+    } <= expected
+    assert expected <= wheel_names, sorted(expected - wheel_names)

@@ -6,9 +6,6 @@ What the page does in a browser is in ``test_web_viewer_browser.py``.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote
@@ -20,7 +17,6 @@ from werkzeug.test import TestResponse
 
 from flask_fitstiles import FitsTiles
 from flask_fitstiles.viewer import CONTENT_SECURITY_POLICY, STATIC_DIR
-from tests.web.servers import REPO
 from tests.web.webtools import PREFIX, Library, make_app
 
 # The page's own JavaScript and CSS (Leaflet excluded) must stay small.
@@ -232,19 +228,3 @@ def test_own_javascript_and_css_weigh_under_100_kb() -> None:
     assert {p.suffix for p in own} == {".js", ".css"}
     total = sum(p.stat().st_size for p in own)
     assert total < OWN_WEIGHT_LIMIT, f"{total} bytes"
-
-
-def test_wheel_ships_the_static_files_and_the_template(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), "."],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = tmp_path.glob("flask_fitstiles-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {
-        f"flask_fitstiles/static/{p.name}" for p in STATIC_DIR.iterdir() if p.is_file()
-    }
-    expected.add("flask_fitstiles/templates/fitstiles/viewer.html")
-    assert expected <= names
