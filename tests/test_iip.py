@@ -417,6 +417,23 @@ def test_split_fif_errors(value: str) -> None:
     with pytest.raises(BadParameterError) as info:
         split_fif(value)
     assert info.value.loc == ("query", "FIF")
+    assert info.value.msg == (
+        "FIF must be an image name, optionally followed by '[N]' with N an HDU "
+        f"number >= 0, got {value!r}"
+    )
+
+
+def test_split_fif_length() -> None:
+    # Called alone (the viewer does), it checks the length itself.
+    longest = "a" * (MAX_VALUE_LENGTH - 8) + ".fits[1]"
+    assert split_fif(longest) == (longest[:-3], 1)
+    with pytest.raises(BadParameterError) as info:
+        split_fif(longest + "]")
+    assert info.value.loc == ("query", "FIF")
+    assert info.value.msg == (
+        f"FIF must be at most {MAX_VALUE_LENGTH} characters long, got "
+        f"{MAX_VALUE_LENGTH + 1} characters starting with 'aaaaaaaaaaaaaaaaaaaa'"
+    )
 
 
 NAMES = st.sampled_from(

@@ -99,3 +99,15 @@ def test_downsample2x2_allocates_its_output_when_none_is_given() -> None:
         expected = np.nanmean(cells.astype(np.float64), axis=-1)
     np.testing.assert_allclose(mean, expected, rtol=1e-6, atol=1e-7)
     assert np.isnan(mean[0, 0, 0])
+
+
+def test_defaults_are_full_resolution_and_256_row_stripes() -> None:
+    # Level 0 is full resolution; stripes of 256 rows keep level-1 pairs whole
+    # (an odd frame's boundaries move one row down).
+    assert pyramid.compute_grid_shape(1000, 600, 256, 256) == pyramid.compute_grid_shape(
+        1000, 600, 256, 256, 0
+    )
+    assert pyramid.compute_grid_shape(1000, 600, 256, 256) == (4, 3)
+    assert pyramid.compute_tile_bordershape(1000, 600, 256, 256) == (232, 88)
+    assert [r0 for r0, _ in pyramid.frame_stripes(1000)] == [0, 256, 512, 768]
+    assert [r0 for r0, _ in pyramid.frame_stripes(1001)] == [0, 255, 511, 767]

@@ -126,6 +126,12 @@ def test_sibling_folder_with_the_data_folder_name_is_outside(
     assert not any(fresh_library.cache.iterdir())
 
 
+def test_a_data_folder_at_the_root_holds_every_path(tmp_path: Path) -> None:
+    # "/" must stay "/" when the trailing separator is taken off for the check.
+    registry = ImageRegistry("/", tmp_path / "cache")
+    assert registry._inside(str(tmp_path / "a.fits"))
+
+
 def test_missing_data_dir(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError):
         ImageRegistry(tmp_path / "missing", tmp_path)
