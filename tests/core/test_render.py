@@ -276,6 +276,22 @@ def test_scaling_is_single_precision():
     assert_array_equal(render_tile(tile, np.array([[lo, hi]]), channel=1), expected)
 
 
+def test_colour_mode_rounds_to_the_nearest_table_index():
+    # As in mono mode: 256.6 / 65535 of the range indexes entry 257 (level 1 at
+    # gamma 1), not 256 (level 0).
+    tile = np.full((1, 1, 2), 256.6, dtype=np.float32)
+    cuts = np.array([[0.0, 65535.0]])
+    assert render_tile(tile, cuts, channel=1, gamma=1.0)[0, 0] == 1
+    assert_array_equal(render_tile(tile, cuts, gamma=1.0), np.ones((1, 2, 3), np.uint8))
+
+
+def test_colour_mode_overflow_is_white_without_warnings():
+    # Empty cuts give a huge factor: above the cut, float32 overflows to inf.
+    tile = np.full((2, 1, 2), 1e38, dtype=np.float32)
+    cuts = np.array([[100.0, 100.0], [100.0, 100.0]])
+    assert_array_equal(render_tile(tile, cuts), np.full((1, 2, 3), 255, np.uint8))
+
+
 def test_work_buffers_are_reused_per_thread():
     # The per-tile path allocates nothing once its buffers have grown. A fresh
     # set of buffers, as a new thread has (the module's own have a history).

@@ -71,6 +71,28 @@ def test_damaged_key_file_is_replaced(
     assert [p.name for p in Path(folder).iterdir()] == [signing.KEY_FILENAME]
 
 
+def test_of_two_first_creators_the_first_key_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process creates the key file between our look and our link: its
+    # key is the one, and ours is dropped (every process must sign alike).
+    monkeypatch.delenv("FITSTILES_SECRET_KEY", raising=False)
+    folder = tiled.get_cache_dir(tmp_path / "cache")
+    path = Path(folder) / signing.KEY_FILENAME
+    theirs = b"t" * 32
+    real_open = os.open
+
+    def open_after_the_other(name: str, *args: object, **kwargs: object) -> int:
+        if ".tmp-" in str(name) and not path.exists():
+            path.write_bytes(theirs)
+        return real_open(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", open_after_the_other)
+    assert signing.get_secret_key(folder) == theirs
+    assert path.read_bytes() == theirs
+    assert [p.name for p in Path(folder).iterdir()] == [signing.KEY_FILENAME]
+
+
 @pytest.mark.parametrize("forge", ["plain", "wrong-key"])
 def test_unverified_pickle_is_never_unpickled(
     forge: str,
